@@ -1,0 +1,126 @@
+//! Retrieval evaluation: `eval/queries.toml` (queries with the ids they should find) scored with
+//! hit@1, hit@3, MRR@10 and nDCG@10 for each search mode, and a grid search of the fusion
+//! parameters. Pure metric functions, checked by tests.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, InternalError};
+use crate::search::{fuse, semantic_ranking, Engine, FusionParams, Mode};
+use crate::vectors::{SearchFilter, VectorHit};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalQuery {
+    pub query: String,
+    pub kind: String,
+    pub relevant: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueriesFile {
+    queries: Vec<EvalQuery>,
+}
+
+pub fn load_queries(path: &Path) -> Result<Vec<EvalQuery>, InternalError> {
+    let text = std::fs::read_to_string(path).map_err(InternalError::io(format!("read {}", path.display())))?;
+    let file: QueriesFile =
+        toml::from_str(&text).map_err(|error| InternalError::Index(format!("invalid {}: {error}", path.display())))?;
+    Ok(file.queries)
+}
+
+/// Mean metrics over a set of queries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Metrics {
+    pub hit_at_1: f64,
+    pub hit_at_3: f64,
+    pub mrr_at_10: f64,
+    pub ndcg_at_10: f64,
+}
+
+/// Metrics of one ranking against a set of relevant ids (binary relevance).
+pub fn score_ranking(ranking: &[String], relevant: &[String]) -> Metrics {
+    let is_relevant = |id: &String| relevant.contains(id);
+    let top = &ranking[..ranking.len().min(10)];
+    let first_relevant = top.iter().position(is_relevant);
+    let dcg: f64 = top
+        .iter()
+        .enumerate()
+        .filter(|(_, id)| is_relevant(id))
+        .map(|(position, _)| 1.0 / ((position + 2) as f64).log2())
+        .sum();
+    let ideal: f64 = (0..relevant.len().min(10)).map(|position| 1.0 / ((position + 2) as f64).log2()).sum();
+    Metrics {
+        hit_at_1: f64::from(u8::from(first_relevant == Some(0))),
+        hit_at_3: f64::from(u8::from(first_relevant.is_some_and(|p| p < 3))),
+        mrr_at_10: first_relevant.map_or(0.0, |p| 1.0 / (p + 1) as f64),
+        ndcg_at_10: if ideal > 0.0 { dcg / ideal } else { 0.0 },
+    }
+}
+
+pub fn mean(all: &[Metrics]) -> Metrics {
+    let n = all.len().max(1) as f64;
+    Metrics {
+        hit_at_1: all.iter().map(|m| m.hit_at_1).sum::<f64>() / n,
+        hit_at_3: all.iter().map(|m| m.hit_at_3).sum::<f64>() / n,
+        mrr_at_10: all.iter().map(|m| m.mrr_at_10).sum::<f64>() / n,
+        ndcg_at_10: all.iter().map(|m| m.ndcg_at_10).sum::<f64>() / n,
+    }
+}
+
+/// The raw signals of one query, computed once so fusion parameters can be varied cheaply.
+pub struct QuerySignals {
+    pub query: EvalQuery,
+    pub lexical: Vec<String>,
+    pub question_hits: Vec<VectorHit>,
+    pub answer_hits: Vec<VectorHit>,
+}
+
+pub fn collect_signals(engine: &Engine, queries: Vec<EvalQuery>) -> Result<Vec<QuerySignals>, Error> {
+    let filter = SearchFilter::default();
+    queries
+        .into_iter()
+        .map(|query| {
+            let lexical = engine.generation.lexical.search(&query.query, &filter, 100)?.into_iter().map(|h| h.question_id).collect();
+            let vector = engine.embed_query(&query.query)?;
+            let (question_hits, answer_hits) = engine.vector_hits(&vector, &filter)?;
+            Ok(QuerySignals { query, lexical, question_hits, answer_hits })
+        })
+        .collect()
+}
+
+/// The ranking a mode produces from the signals, as `Engine::search` would.
+pub fn ranking(signals: &QuerySignals, mode: Mode, params: &FusionParams) -> Vec<String> {
+    let semantic = || semantic_ranking(&signals.question_hits, &signals.answer_hits, params.answer_weight);
+    match mode {
+        Mode::Lexical => signals.lexical.clone(),
+        Mode::Semantic => semantic(),
+        Mode::Hybrid => fuse(&signals.lexical, &semantic(), params).into_iter().map(|f| f.id).collect(),
+    }
+}
+
+pub fn evaluate(signals: &[QuerySignals], mode: Mode, params: &FusionParams, kind: Option<&str>) -> Metrics {
+    let scored: Vec<Metrics> = signals
+        .iter()
+        .filter(|s| kind.is_none_or(|k| s.query.kind == k))
+        .map(|s| score_ranking(&ranking(s, mode, params), &s.query.relevant))
+        .collect();
+    mean(&scored)
+}
+
+/// Grid search of the fusion parameters by mean of MRR@10 and nDCG@10 on hybrid.
+pub fn tune(signals: &[QuerySignals]) -> Vec<(FusionParams, Metrics)> {
+    let mut results = Vec::new();
+    for k in [5.0, 10.0, 20.0, 40.0, 60.0, 100.0] {
+        for lexical_weight in [0.4, 0.6, 0.8, 1.0, 1.2] {
+            for answer_weight in [0.0, 0.25, 0.5, 0.75] {
+                let params = FusionParams { k, lexical_weight, semantic_weight: 1.0, answer_weight };
+                results.push((params, evaluate(signals, Mode::Hybrid, &params, None)));
+            }
+        }
+    }
+    results.sort_by(|a, b| (b.1.mrr_at_10 + b.1.ndcg_at_10).total_cmp(&(a.1.mrr_at_10 + a.1.ndcg_at_10)));
+    results
+}

@@ -1,0 +1,242 @@
+//! The lexical side: a tantivy index over question, answer, key points and tags with English
+//! stemming and field boosts, plus the analyzer the reviewer reuses for key-term coverage.
+//! BM25 finds exact vocabulary; typos get a small fuzzy bonus so they still surface.
+
+use std::path::Path;
+
+use tantivy::collector::TopDocs;
+use tantivy::query::{BooleanQuery, BoostQuery, FuzzyTermQuery, Occur, Query, QueryParser, TermQuery};
+use tantivy::schema::{
+    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, STORED, STRING,
+};
+use tantivy::snippet::SnippetGenerator;
+use tantivy::tokenizer::{LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer};
+use tantivy::{doc, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+
+use crate::corpus::Question;
+use crate::error::InternalError;
+use crate::vectors::SearchFilter;
+
+const ANALYZER: &str = "askmark_en";
+
+/// Words that carry no topic in an interview question ("how do you ... in python").
+const STOP_WORDS: &[&str] = &[
+    "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is", "it", "of", "on",
+    "or", "such", "that", "the", "their", "then", "there", "these", "they", "this", "to", "was", "will", "with",
+    "how", "what", "why", "when", "which", "who", "do", "does", "did", "you", "your", "i", "me", "my", "we",
+    "can", "could", "would", "should", "python", "s",
+];
+
+/// Lower-cases, drops stop words and stems with Snowball English.
+pub fn analyzer() -> TextAnalyzer {
+    TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(RemoveLongFilter::limit(40))
+        .filter(LowerCaser)
+        .filter(StopWordFilter::remove(STOP_WORDS.iter().map(|w| w.to_string())))
+        .filter(Stemmer::new(tantivy::tokenizer::Language::English))
+        .build()
+}
+
+/// The analyzed terms of `text`, in order, with repeats.
+pub fn terms(text: &str) -> Vec<String> {
+    let mut analyzer = analyzer();
+    let mut stream = analyzer.token_stream(text);
+    let mut terms = Vec::new();
+    while let Some(token) = tantivy::tokenizer::TokenStream::next(&mut stream) {
+        terms.push(token.text.clone());
+    }
+    terms
+}
+
+#[derive(Clone, Copy)]
+struct Fields {
+    id: Field,
+    topic: Field,
+    difficulty: Field,
+    tag: Field,
+    question: Field,
+    answer: Field,
+    key_points: Field,
+    tags_text: Field,
+}
+
+/// Relative weight of a match in each field: the question text says most about what it is.
+pub const FIELD_BOOSTS: [(&str, f32); 4] = [("question", 3.0), ("key_points", 1.5), ("tags_text", 1.5), ("answer", 1.0)];
+/// Weight of the fuzzy (typo) clauses against exact BM25 matches.
+const FUZZY_BOOST: f32 = 0.5;
+
+fn schema() -> (Schema, Fields) {
+    let mut builder = Schema::builder();
+    let text = TextOptions::default()
+        .set_indexing_options(
+            TextFieldIndexing::default().set_tokenizer(ANALYZER).set_index_option(IndexRecordOption::WithFreqsAndPositions),
+        )
+        .set_stored();
+    let fields = Fields {
+        id: builder.add_text_field("id", STRING | STORED),
+        topic: builder.add_text_field("topic", STRING),
+        difficulty: builder.add_text_field("difficulty", STRING),
+        tag: builder.add_text_field("tag", STRING),
+        question: builder.add_text_field("question", text.clone()),
+        answer: builder.add_text_field("answer", text.clone()),
+        key_points: builder.add_text_field("key_points", text.clone()),
+        tags_text: builder.add_text_field("tags_text", text),
+    };
+    (builder.build(), fields)
+}
+
+pub struct LexicalIndex {
+    index: Index,
+    reader: IndexReader,
+    fields: Fields,
+}
+
+/// A scored lexical match with its highlighted snippet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LexicalHit {
+    pub question_id: String,
+    pub score: f32,
+}
+
+/// A fragment of text with the byte ranges that matched the query.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Snippet {
+    pub text: String,
+    pub highlights: Vec<[usize; 2]>,
+}
+
+impl LexicalIndex {
+    /// Builds a fresh index of `questions` in the empty directory `dir`.
+    pub fn build(dir: &Path, questions: &[Question]) -> Result<LexicalIndex, InternalError> {
+        std::fs::create_dir_all(dir).map_err(InternalError::io(format!("create {}", dir.display())))?;
+        let (schema, fields) = schema();
+        let index = Index::create_in_dir(dir, schema)?;
+        index.tokenizers().register(ANALYZER, analyzer());
+        let mut writer: IndexWriter = index.writer_with_num_threads(1, 50_000_000)?;
+        for question in questions {
+            writer.add_document(document(&fields, question))?;
+        }
+        writer.commit()?;
+        Self::with_index(index, fields)
+    }
+
+    pub fn open(dir: &Path) -> Result<LexicalIndex, InternalError> {
+        let index = Index::open_in_dir(dir)?;
+        index.tokenizers().register(ANALYZER, analyzer());
+        let (_, fields) = schema();
+        Self::with_index(index, fields)
+    }
+
+    fn with_index(index: Index, fields: Fields) -> Result<LexicalIndex, InternalError> {
+        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
+        Ok(LexicalIndex { index, reader, fields })
+    }
+
+    /// Replaces (or adds) questions and removes the ids in `deleted`, in one commit.
+    pub fn apply(&self, upserted: &[Question], deleted: &[String]) -> Result<(), InternalError> {
+        let mut writer: IndexWriter = self.index.writer_with_num_threads(1, 15_000_000)?;
+        for question in upserted {
+            writer.delete_term(Term::from_field_text(self.fields.id, question.id()));
+            writer.add_document(document(&self.fields, question))?;
+        }
+        for id in deleted {
+            writer.delete_term(Term::from_field_text(self.fields.id, id));
+        }
+        writer.commit()?;
+        self.reader.reload()?;
+        Ok(())
+    }
+
+    pub fn num_docs(&self) -> u64 {
+        self.reader.searcher().num_docs()
+    }
+
+    fn text_query(&self, query: &str) -> Box<dyn Query> {
+        let f = self.fields;
+        let text_fields = [f.question, f.key_points, f.tags_text, f.answer];
+        let mut parser = QueryParser::for_index(&self.index, text_fields.to_vec());
+        for (field, (_, boost)) in text_fields.iter().zip(FIELD_BOOSTS) {
+            parser.set_field_boost(*field, boost);
+        }
+        let (exact, _ignored_syntax_errors) = parser.parse_query_lenient(query);
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Should, exact)];
+        for term in terms(query).into_iter().filter(|t| t.chars().count() >= 5) {
+            for field in [f.question, f.key_points] {
+                let fuzzy = FuzzyTermQuery::new(Term::from_field_text(field, &term), 1, true);
+                clauses.push((Occur::Should, Box::new(BoostQuery::new(Box::new(fuzzy), FUZZY_BOOST))));
+            }
+        }
+        Box::new(BooleanQuery::new(clauses))
+    }
+
+    fn filtered(&self, text_query: Box<dyn Query>, filter: &SearchFilter) -> Box<dyn Query> {
+        if filter.is_empty() {
+            return text_query;
+        }
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, text_query)];
+        let exact = |field: Field, value: &str| -> Box<dyn Query> {
+            Box::new(TermQuery::new(Term::from_field_text(field, value), IndexRecordOption::Basic))
+        };
+        if let Some(topic) = &filter.topic {
+            clauses.push((Occur::Must, exact(self.fields.topic, topic)));
+        }
+        if let Some(difficulty) = filter.difficulty {
+            clauses.push((Occur::Must, exact(self.fields.difficulty, difficulty.as_str())));
+        }
+        for tag in &filter.tags {
+            clauses.push((Occur::Must, exact(self.fields.tag, tag)));
+        }
+        Box::new(BooleanQuery::new(clauses))
+    }
+
+    /// BM25 matches of `query` that pass `filter`, best first.
+    pub fn search(&self, query: &str, filter: &SearchFilter, limit: usize) -> Result<Vec<LexicalHit>, InternalError> {
+        let searcher = self.reader.searcher();
+        let query = self.filtered(self.text_query(query), filter);
+        let top = searcher.search(&query, &TopDocs::with_limit(limit.max(1)).order_by_score())?;
+        top.into_iter()
+            .map(|(score, address)| {
+                let document: TantivyDocument = searcher.doc(address)?;
+                let question_id = document.get_first(self.fields.id).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+                Ok(LexicalHit { question_id, score })
+            })
+            .collect()
+    }
+
+    /// The best fragment of `text` for `query`, with the matched words' byte ranges; the whole
+    /// start of the text when nothing matches.
+    pub fn snippet(&self, query: &str, text: &str, max_chars: usize) -> Result<Snippet, InternalError> {
+        let searcher = self.reader.searcher();
+        let text_query = self.text_query(query);
+        let mut generator = SnippetGenerator::create(&searcher, &*text_query, self.fields.answer)?;
+        generator.set_max_num_chars(max_chars);
+        let snippet = generator.snippet(text);
+        if snippet.is_empty() {
+            let end = text.char_indices().nth(max_chars).map_or(text.len(), |(i, _)| i);
+            return Ok(Snippet { text: text[..end].to_string(), highlights: Vec::new() });
+        }
+        Ok(Snippet {
+            text: snippet.fragment().to_string(),
+            highlights: snippet.highlighted().iter().map(|range| [range.start, range.end]).collect(),
+        })
+    }
+}
+
+fn document(fields: &Fields, question: &Question) -> TantivyDocument {
+    let entry = &question.entry;
+    let mut document = doc!(
+        fields.id => entry.id.as_str(),
+        fields.topic => question.topic.as_str(),
+        fields.difficulty => entry.difficulty.as_str(),
+        fields.question => entry.question.as_str(),
+        fields.answer => entry.answer.as_str(),
+    );
+    for point in &entry.key_points {
+        document.add_text(fields.key_points, point);
+    }
+    for tag in &entry.tags {
+        document.add_text(fields.tag, tag);
+        document.add_text(fields.tags_text, tag.replace('-', " "));
+    }
+    document
+}

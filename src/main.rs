@@ -1,0 +1,240 @@
+//! The askmark command line: thin over the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use askmark::corpus::{Corpus, Difficulty};
+use askmark::embed::{Embedder, FastEmbedder, ModelPaths};
+use askmark::eval;
+use askmark::index::IndexDir;
+use askmark::search::{Engine, Mode, SearchRequest};
+use askmark::vectors::SearchFilter;
+
+/// Search, related follow-ups and answer review for Python interview questions.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(flatten)]
+    paths: Paths,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct Paths {
+    /// Folder of corpus TOML files.
+    #[arg(long, env = "ASKMARK_CORPUS", default_value = "corpus", global = true)]
+    corpus: PathBuf,
+    /// Folder holding index generations.
+    #[arg(long, env = "ASKMARK_INDEX", default_value = "index", global = true)]
+    index: PathBuf,
+    /// Folder that scripts/setup-model filled with the model and ONNX Runtime.
+    #[arg(long, env = "ASKMARK_MODELS", default_value = "models", global = true)]
+    models: PathBuf,
+    /// Threads ONNX Runtime may use for one embedding call.
+    #[arg(long, env = "ASKMARK_MODEL_THREADS", default_value_t = 1, global = true)]
+    model_threads: usize,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build a new index generation (reusing unchanged embeddings) and make it current.
+    Index {
+        /// Build even when the current index matches the corpus and model.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Search the questions.
+    Search {
+        query: String,
+        #[arg(long, default_value = "hybrid", value_parser = parse_mode)]
+        mode: Mode,
+        #[arg(long)]
+        topic: Option<String>,
+        #[arg(long, value_parser = parse_difficulty)]
+        difficulty: Option<Difficulty>,
+        /// Comma-separated tags that must all be present.
+        #[arg(long, value_delimiter = ',')]
+        tags: Vec<String>,
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Questions an interviewer would ask after this one.
+    Related {
+        id: String,
+        #[arg(long, default_value_t = 5)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Serve the HTTP API (building the index first when missing or stale).
+    Serve {
+        #[arg(long, env = "ASKMARK_ADDR", default_value = "127.0.0.1:8080")]
+        addr: SocketAddr,
+        /// Embedding/search jobs admitted at once before answering 503 overloaded.
+        #[arg(long, env = "ASKMARK_MAX_CPU_JOBS", default_value_t = 32)]
+        max_cpu_jobs: usize,
+    },
+    /// Quality evaluations.
+    #[command(subcommand)]
+    Eval(EvalCommand),
+}
+
+#[derive(Subcommand)]
+enum EvalCommand {
+    /// hit@1, hit@3, MRR@10 and nDCG@10 per search mode on eval/queries.toml.
+    Search {
+        #[arg(long, default_value = "eval/queries.toml")]
+        queries: PathBuf,
+        /// Also grid-search the fusion parameters and print the best.
+        #[arg(long)]
+        tune: bool,
+    },
+}
+
+fn parse_mode(text: &str) -> Result<Mode, String> {
+    Mode::parse(text).ok_or_else(|| "expected hybrid, lexical or semantic".to_string())
+}
+
+fn parse_difficulty(text: &str) -> Result<Difficulty, String> {
+    Difficulty::parse(text).ok_or_else(|| "expected junior, mid or senior".to_string())
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_env("ASKMARK_LOG").unwrap_or_else(|_| EnvFilter::new("info,qdrant_edge=error")))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let paths = cli.paths;
+    let load_embedder = || -> anyhow::Result<Arc<dyn Embedder>> {
+        Ok(Arc::new(FastEmbedder::load(&ModelPaths::under(&paths.models), paths.model_threads)?))
+    };
+    let open = || -> anyhow::Result<Engine> { Ok(askmark::open_engine(&paths.corpus, &paths.index, load_embedder()?)?) };
+    match cli.command {
+        Command::Index { force } => {
+            let corpus = Corpus::load_dir(&paths.corpus)?;
+            let embedder = load_embedder()?;
+            let index = IndexDir::new(&paths.index);
+            if !force && index.staleness(&corpus, embedder.model()).is_none() {
+                println!("index is up to date ({} questions)", corpus.questions().len());
+                return Ok(());
+            }
+            let generation = index.build(&corpus, embedder.as_ref())?;
+            println!("{}", serde_json::to_string_pretty(&generation.manifest)?);
+        }
+        Command::Search { query, mode, topic, difficulty, tags, limit, json } => {
+            let engine = open()?;
+            let request = SearchRequest { query, mode, filter: SearchFilter { topic, difficulty, tags }, limit, offset: 0 };
+            let results = engine.search(&request)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&results)?);
+            } else {
+                println!("{:>3}  {:<8} {:>4} {:>4}  {:<34} question", "#", "score", "lex", "sem", "id");
+                for (position, hit) in results.results.iter().enumerate() {
+                    let rank = |r: Option<usize>| r.map_or("-".to_string(), |r| r.to_string());
+                    println!(
+                        "{:>3}  {:<8.5} {:>4} {:>4}  {:<34} {}",
+                        position + 1, hit.score, rank(hit.lexical_rank), rank(hit.semantic_rank), hit.id, hit.question
+                    );
+                }
+                println!("{} candidates, {:.1} ms", results.total, results.took_ms);
+            }
+        }
+        Command::Related { id, limit, json } => {
+            let engine = open()?;
+            let related = engine.related(&id, limit)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&related)?);
+            } else {
+                for hit in related {
+                    println!("{:<10} {:.3}  {:<34} {}", format!("{:?}", hit.reason), hit.similarity, hit.id, hit.question);
+                }
+            }
+        }
+        Command::Serve { addr, max_cpu_jobs } => {
+            let engine = open()?;
+            serve(engine, addr, max_cpu_jobs)?;
+        }
+        Command::Eval(EvalCommand::Search { queries, tune }) => {
+            let engine = open()?;
+            let queries = eval::load_queries(&queries)?;
+            for query in &queries {
+                if let Some(missing) = query.relevant.iter().find(|id| engine.corpus.get(id).is_none()) {
+                    bail!("eval query {:?} names unknown question {missing:?}", query.query);
+                }
+            }
+            print_search_eval(&engine, queries, tune)?;
+        }
+    }
+    Ok(())
+}
+
+fn print_search_eval(engine: &Engine, queries: Vec<eval::EvalQuery>, tune: bool) -> anyhow::Result<()> {
+    let count = queries.len();
+    let signals = eval::collect_signals(engine, queries)?;
+    let mut kinds: Vec<&str> = signals.iter().map(|s| s.query.kind.as_str()).collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    println!("search evaluation: {count} queries, {} questions, fusion {:?}\n", engine.corpus.questions().len(), engine.fusion);
+    println!("| slice | mode | hit@1 | hit@3 | MRR@10 | nDCG@10 |");
+    println!("|---|---|---|---|---|---|");
+    for kind in std::iter::once(None).chain(kinds.into_iter().map(Some)) {
+        for mode in Mode::ALL {
+            let m = eval::evaluate(&signals, mode, &engine.fusion, kind);
+            println!(
+                "| {} | {} | {:.3} | {:.3} | {:.3} | {:.3} |",
+                kind.unwrap_or("all"), mode.as_str(), m.hit_at_1, m.hit_at_3, m.mrr_at_10, m.ndcg_at_10
+            );
+        }
+    }
+    if tune {
+        println!("\nbest fusion parameters (hybrid, by MRR@10 + nDCG@10):");
+        for (params, m) in eval::tune(&signals).into_iter().take(8) {
+            println!(
+                "k={:<5} lexical_weight={:<4} answer_weight={:<5} hit@1={:.3} hit@3={:.3} MRR@10={:.3} nDCG@10={:.3}",
+                params.k, params.lexical_weight, params.answer_weight, m.hit_at_1, m.hit_at_3, m.mrr_at_10, m.ndcg_at_10
+            );
+        }
+    }
+    Ok(())
+}
+
+fn serve(engine: Engine, addr: SocketAddr, max_cpu_jobs: usize) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let questions = engine.corpus.questions().len();
+        let state = askmark::api::AppState::new(engine, max_cpu_jobs);
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+        tracing::info!(%addr, questions, "serving");
+        axum::serve(listener, askmark::api::router(state)).with_graceful_shutdown(shutdown_signal()).await?;
+        tracing::info!("shut down");
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+}

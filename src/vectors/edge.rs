@@ -1,0 +1,121 @@
+//! The embedded store: a qdrant-edge shard on disk inside an index generation.
+
+use std::path::Path;
+
+use qdrant_edge::{
+    CountRequest, Distance, EdgeConfigBuilder, EdgeShard, EdgeVectorParamsBuilder, Filter, NamedQuery,
+    PayloadSchemaType, PointId, PointInsertOperations, PointOperations, PointStruct, QueryEnum, QueryRequest,
+    ScoringQuery, UpdateOperation, VectorInternal, Vectors, WithPayloadInterface, WithVector,
+};
+
+use super::{point_id, SearchFilter, VectorHit, VectorName, VectorPoint, VectorStore};
+use crate::error::InternalError;
+
+pub struct EdgeStore {
+    shard: EdgeShard,
+    description: String,
+}
+
+fn store_error(error: impl std::fmt::Display) -> InternalError {
+    InternalError::VectorStore(error.to_string())
+}
+
+impl EdgeStore {
+    /// Creates an empty shard at `path` with both named vectors and payload indexes.
+    pub fn create(path: &Path, dimension: usize) -> Result<EdgeStore, InternalError> {
+        std::fs::create_dir_all(path).map_err(InternalError::io(format!("create {}", path.display())))?;
+        let config = EdgeConfigBuilder::new()
+            .vector(VectorName::Question.as_str(), EdgeVectorParamsBuilder::new(dimension, Distance::Cosine).build())
+            .vector(VectorName::Answer.as_str(), EdgeVectorParamsBuilder::new(dimension, Distance::Cosine).build())
+            .build();
+        let shard = EdgeShard::new(path, config).map_err(store_error)?;
+        for field in ["topic", "difficulty", "tags"] {
+            let index: qdrant_edge::CreateIndex = serde_json::from_value(serde_json::json!({
+                "field_name": field,
+                "field_schema": PayloadSchemaType::Keyword,
+            }))
+            .map_err(store_error)?;
+            shard
+                .update(UpdateOperation::FieldIndexOperation(qdrant_edge::FieldIndexOperations::CreateIndex(index)))
+                .map_err(store_error)?;
+        }
+        Ok(EdgeStore { shard, description: format!("embedded qdrant-edge at {}", path.display()) })
+    }
+
+    pub fn open(path: &Path) -> Result<EdgeStore, InternalError> {
+        let shard = EdgeShard::load(path, None).map_err(store_error)?;
+        Ok(EdgeStore { shard, description: format!("embedded qdrant-edge at {}", path.display()) })
+    }
+}
+
+impl VectorStore for EdgeStore {
+    fn upsert(&self, points: &[VectorPoint]) -> Result<(), InternalError> {
+        let points = points
+            .iter()
+            .map(|point| {
+                let payload = serde_json::to_value(&point.payload).map_err(store_error)?;
+                let vectors = Vectors::new_named([
+                    (VectorName::Question.as_str(), point.question.clone()),
+                    (VectorName::Answer.as_str(), point.answer.clone()),
+                ]);
+                Ok(PointStruct::new(PointId::Uuid(point_id(&point.payload.id)), vectors, payload).into())
+            })
+            .collect::<Result<Vec<_>, InternalError>>()?;
+        self.shard
+            .update(UpdateOperation::PointOperation(PointOperations::UpsertPoints(PointInsertOperations::PointsList(points))))
+            .map_err(store_error)
+    }
+
+    fn delete(&self, question_ids: &[String]) -> Result<(), InternalError> {
+        let ids = question_ids.iter().map(|id| PointId::Uuid(point_id(id))).collect();
+        self.shard
+            .update(UpdateOperation::PointOperation(PointOperations::DeletePoints { ids }))
+            .map_err(store_error)
+    }
+
+    fn search(&self, vector: VectorName, query: &[f32], filter: &SearchFilter, limit: usize)
+        -> Result<Vec<VectorHit>, InternalError> {
+        let filter: Option<Filter> = if filter.is_empty() {
+            None
+        } else {
+            Some(serde_json::from_value(filter.to_qdrant_json()).map_err(store_error)?)
+        };
+        let points = self
+            .shard
+            .query(QueryRequest {
+                prefetches: vec![],
+                query: Some(ScoringQuery::Vector(QueryEnum::Nearest(NamedQuery {
+                    query: VectorInternal::Dense(query.to_vec()),
+                    using: Some(vector.as_str().to_string()),
+                }))),
+                filter,
+                score_threshold: None,
+                limit,
+                offset: 0,
+                params: None,
+                with_vector: WithVector::Bool(false),
+                with_payload: WithPayloadInterface::Bool(true),
+            })
+            .map_err(store_error)?;
+        Ok(points
+            .into_iter()
+            .filter_map(|point| {
+                let question_id = point.payload.as_ref()?.0.get("id")?.as_str()?.to_string();
+                Some(VectorHit { question_id, score: point.score })
+            })
+            .collect())
+    }
+
+    fn count(&self) -> Result<usize, InternalError> {
+        self.shard.count(CountRequest { filter: None, exact: true }).map_err(store_error)
+    }
+
+    fn flush(&self) -> Result<(), InternalError> {
+        self.shard.flush();
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        self.description.clone()
+    }
+}

@@ -1,0 +1,98 @@
+//! Vector storage behind one trait, so the embedded store and a Qdrant server are a configuration
+//! switch. Both use the same point ids (UUID v5 of the question id), named vectors and payload.
+//! This module stores and finds vectors; it never computes embeddings.
+
+mod edge;
+
+pub use edge::EdgeStore;
+
+use serde::Serialize;
+
+use crate::corpus::Difficulty;
+use crate::error::InternalError;
+
+/// The two named vectors of every point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VectorName {
+    Question,
+    Answer,
+}
+
+impl VectorName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VectorName::Question => "question",
+            VectorName::Answer => "answer",
+        }
+    }
+}
+
+/// Payload stored with each point; filters run on these fields.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PointPayload {
+    pub id: String,
+    pub topic: String,
+    pub difficulty: Difficulty,
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct VectorPoint {
+    pub payload: PointPayload,
+    pub question: Vec<f32>,
+    pub answer: Vec<f32>,
+}
+
+/// Restricts a search; an empty filter matches everything. Every given tag must be present.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SearchFilter {
+    pub topic: Option<String>,
+    pub difficulty: Option<Difficulty>,
+    pub tags: Vec<String>,
+}
+
+impl SearchFilter {
+    pub fn is_empty(&self) -> bool {
+        self.topic.is_none() && self.difficulty.is_none() && self.tags.is_empty()
+    }
+
+    /// The filter in Qdrant's JSON filter language, understood by both backends.
+    pub fn to_qdrant_json(&self) -> serde_json::Value {
+        let mut must = Vec::new();
+        if let Some(topic) = &self.topic {
+            must.push(serde_json::json!({"key": "topic", "match": {"value": topic}}));
+        }
+        if let Some(difficulty) = self.difficulty {
+            must.push(serde_json::json!({"key": "difficulty", "match": {"value": difficulty.as_str()}}));
+        }
+        for tag in &self.tags {
+            must.push(serde_json::json!({"key": "tags", "match": {"value": tag}}));
+        }
+        serde_json::json!({ "must": must })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct VectorHit {
+    pub question_id: String,
+    pub score: f32,
+}
+
+pub trait VectorStore: Send + Sync {
+    /// Inserts or replaces points by question id.
+    fn upsert(&self, points: &[VectorPoint]) -> Result<(), InternalError>;
+    fn delete(&self, question_ids: &[String]) -> Result<(), InternalError>;
+    /// Nearest points by cosine on one named vector, best first.
+    fn search(&self, vector: VectorName, query: &[f32], filter: &SearchFilter, limit: usize)
+        -> Result<Vec<VectorHit>, InternalError>;
+    fn count(&self) -> Result<usize, InternalError>;
+    fn flush(&self) -> Result<(), InternalError>;
+    /// A short name for logs and `/readyz`.
+    fn describe(&self) -> String;
+}
+
+/// Point id of a question: stable across builds and backends.
+pub fn point_id(question_id: &str) -> uuid::Uuid {
+    const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6a1f_3c2e_9b4d_4e8a_a1c7_52d0_f3e8_b901);
+    uuid::Uuid::new_v5(&NAMESPACE, question_id.as_bytes())
+}

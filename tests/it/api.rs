@@ -1,0 +1,130 @@
+//! The real router over the real index, driven with `oneshot`, plus one request on a bound port.
+
+
+use askmark::api::{router, AppState};
+use askmark::search::Engine;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+use crate::common::ENGINE;
+
+fn app() -> axum::Router {
+    let engine = Engine {
+        corpus: ENGINE.corpus.clone(),
+        generation: ENGINE.generation.clone(),
+        embedder: ENGINE.embedder.clone(),
+        fusion: ENGINE.fusion,
+    };
+    router(AppState::new(engine, 8))
+}
+
+async fn get(uri: &str) -> (StatusCode, String, Value) {
+    let response = app().oneshot(Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
+    let status = response.status();
+    let content_type = response.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, content_type, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+async fn assert_problem(uri: &str, status: StatusCode, code: &str) {
+    let (actual, content_type, body) = get(uri).await;
+    assert_eq!(actual, status, "{uri}: {body}");
+    assert_eq!(content_type, "application/problem+json", "{uri}");
+    assert_eq!(body["code"], code, "{uri}: {body}");
+    assert_eq!(body["status"], status.as_u16());
+    assert!(body["title"].is_string() && body["detail"].is_string() && body["type"].is_string());
+}
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let (status, _, body) = get("/healthz").await;
+    assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("ok")));
+    let (status, _, body) = get("/readyz").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["vectors"], body["questions"]);
+    assert_eq!(body["lexical_documents"], body["questions"]);
+}
+
+#[tokio::test]
+async fn search_returns_explained_hits() {
+    let (status, content_type, body) = get("/v1/search?q=how+does+asyncio+differ+from+threads&limit=5").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(content_type, "application/json");
+    assert_eq!(body["query"], "how does asyncio differ from threads");
+    assert_eq!(body["mode"], "hybrid");
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(results.len(), 5);
+    for hit in results {
+        for field in ["id", "question", "topic", "difficulty", "score", "lexical_rank", "semantic_rank", "matched_by", "snippet"] {
+            assert!(hit.get(field).is_some(), "missing {field} in {hit}");
+        }
+    }
+    assert!(body["total"].as_u64().unwrap() >= 5);
+    assert!(body["took_ms"].is_number());
+}
+
+#[tokio::test]
+async fn bad_search_requests_are_problems_with_stable_codes() {
+    assert_problem("/v1/search", StatusCode::BAD_REQUEST, "invalid_query").await;
+    assert_problem("/v1/search?q=", StatusCode::BAD_REQUEST, "invalid_query").await;
+    assert_problem("/v1/search?q=gil&limit=0", StatusCode::BAD_REQUEST, "invalid_query").await;
+    assert_problem("/v1/search?q=gil&limit=lots", StatusCode::BAD_REQUEST, "invalid_query").await;
+    assert_problem("/v1/search?q=gil&mode=magic", StatusCode::BAD_REQUEST, "invalid_query").await;
+    assert_problem("/v1/search?q=gil&colour=blue", StatusCode::BAD_REQUEST, "invalid_query").await;
+    assert_problem("/v1/search?q=gil&difficulty=expert", StatusCode::BAD_REQUEST, "invalid_filter").await;
+    assert_problem("/v1/search?q=gil&topic=cooking", StatusCode::BAD_REQUEST, "invalid_filter").await;
+    assert_problem("/v1/questions/no-such-question", StatusCode::NOT_FOUND, "question_not_found").await;
+    assert_problem("/v1/questions/no-such-question/related", StatusCode::NOT_FOUND, "question_not_found").await;
+    assert_problem("/v2/anything", StatusCode::NOT_FOUND, "route_not_found").await;
+}
+
+#[tokio::test]
+async fn a_question_comes_with_its_follow_ups_resolved() {
+    let (status, _, body) = get("/v1/questions/gil").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["id"], "gil");
+    assert!(body["answer"].as_str().unwrap().len() > 200);
+    let follow_ups = body["follow_ups"].as_array().unwrap();
+    assert!(follow_ups.len() >= 2);
+    for follow_up in follow_ups {
+        let id = follow_up["id"].as_str().unwrap();
+        assert_eq!(follow_up["question"].as_str().unwrap(), ENGINE.corpus.get(id).unwrap().entry.question);
+    }
+}
+
+#[tokio::test]
+async fn related_and_topics() {
+    let (status, _, body) = get("/v1/questions/gil/related?limit=4").await;
+    assert_eq!(status, StatusCode::OK);
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(results.len(), 4);
+    assert_eq!(results[0]["reason"], "follow_up");
+    let (status, _, body) = get("/v1/topics").await;
+    assert_eq!(status, StatusCode::OK);
+    let topics = body["topics"].as_array().unwrap();
+    assert_eq!(topics.len(), ENGINE.corpus.topics().len());
+    let total: u64 = topics.iter().map(|t| t["questions"].as_u64().unwrap()).sum();
+    assert_eq!(total as usize, ENGINE.corpus.questions().len());
+}
+
+#[tokio::test]
+async fn a_real_server_answers_on_a_bound_port() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app()).await });
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(b"GET /v1/search?q=decorators&limit=1 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.to_lowercase().contains("x-request-id:"), "{response}");
+    assert!(response.contains("\"id\":\"decorators\""), "{response}");
+    server.abort();
+}

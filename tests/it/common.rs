@@ -1,0 +1,52 @@
+//! Shared fixtures: the real model and an index of the real corpus, each built once.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock};
+
+use askmark::embed::{Embedder, FastEmbedder, ModelPaths};
+use askmark::search::Engine;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub static EMBEDDER: LazyLock<Arc<dyn Embedder>> = LazyLock::new(|| {
+    let paths = ModelPaths::under(&repo().join("models"));
+    Arc::new(FastEmbedder::load(&paths, 2).expect("the model is set up (run scripts/setup-model)"))
+});
+
+/// The real corpus indexed into a temporary folder that lives as long as the test binary.
+pub static ENGINE: LazyLock<Arc<Engine>> = LazyLock::new(|| {
+    let index_dir = Box::leak(Box::new(tempfile::tempdir().expect("temp dir")));
+    let engine = askmark::open_engine(&repo().join("corpus"), index_dir.path(), EMBEDDER.clone()).expect("engine opens");
+    Arc::new(engine)
+});
+
+/// Copies the named corpus files into a fresh folder, for tests that change a corpus.
+pub fn corpus_copy(files: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for file in files {
+        std::fs::copy(repo().join("corpus").join(file), dir.path().join(file)).expect("copy corpus file");
+    }
+    dir
+}
+
+pub fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).expect("write file");
+}
+
+/// A one-topic corpus cut from the real one (follow-ups rewired to stay inside it), small enough
+/// to index in a couple of seconds.
+pub fn fixture_corpus(topic_file: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let text = std::fs::read_to_string(repo().join("corpus").join(topic_file)).expect("corpus file");
+    let mut file: toml::Table = toml::from_str(&text).expect("corpus toml");
+    let questions = file["questions"].as_array_mut().expect("questions");
+    let ids: Vec<String> = questions.iter().map(|q| q["id"].as_str().unwrap().to_string()).collect();
+    for (position, question) in questions.iter_mut().enumerate() {
+        let others: Vec<toml::Value> = (1..=2).map(|step| toml::Value::String(ids[(position + step) % ids.len()].clone())).collect();
+        question.as_table_mut().unwrap().insert("follow_ups".into(), toml::Value::Array(others));
+    }
+    write(&dir.path().join(topic_file), &toml::to_string(&file).expect("serialize"));
+    dir
+}

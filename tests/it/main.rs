@@ -1,0 +1,11 @@
+//! Integration tests: one binary, so the model and the full-corpus index load once and every
+//! module shares them. They drive the real model, the real indexes and the real router.
+
+mod api;
+mod common;
+mod corpus;
+mod embeddings;
+mod eval;
+mod fusion;
+mod index;
+mod search;

@@ -1,0 +1,153 @@
+use askmark::corpus::Difficulty;
+use askmark::embed::cosine;
+use askmark::error::{Error, UserError};
+use askmark::search::{MatchedBy, Mode, RelatedReason, SearchRequest};
+use askmark::vectors::SearchFilter;
+
+use crate::common::ENGINE;
+
+fn ids(request: &SearchRequest) -> Vec<String> {
+    ENGINE.search(request).unwrap().results.into_iter().map(|hit| hit.id).collect()
+}
+
+fn request(query: &str, mode: Mode) -> SearchRequest {
+    SearchRequest { mode, ..SearchRequest::new(query) }
+}
+
+#[test]
+fn asyncio_versus_threads_puts_the_asyncio_and_threading_questions_on_top() {
+    let top = ids(&request("how does asyncio differ from threads", Mode::Hybrid));
+    let top3 = &top[..3];
+    assert!(top3.iter().any(|id| id == "async-programming" || id == "asyncio-usage"), "{top:?}");
+    assert!(top[..5].contains(&"threading-vs-multiprocessing".to_string()), "{top:?}");
+}
+
+#[test]
+fn every_hit_says_how_it_was_found() {
+    for mode in Mode::ALL {
+        let results = ENGINE.search(&request("generators and yield", mode)).unwrap();
+        assert_eq!(results.mode, mode);
+        assert!(!results.results.is_empty());
+        for hit in &results.results {
+            match mode {
+                Mode::Lexical => assert!(hit.lexical_rank.is_some() && hit.semantic_rank.is_none()),
+                Mode::Semantic => assert!(hit.semantic_rank.is_some() && hit.lexical_rank.is_none()),
+                Mode::Hybrid => assert!(hit.lexical_rank.is_some() || hit.semantic_rank.is_some()),
+            }
+            let expected = match (hit.lexical_rank, hit.semantic_rank) {
+                (Some(_), Some(_)) => MatchedBy::Both,
+                (Some(_), None) => MatchedBy::Lexical,
+                _ => MatchedBy::Semantic,
+            };
+            assert_eq!(hit.matched_by, expected);
+        }
+        let scores: Vec<f32> = results.results.iter().map(|h| h.score).collect();
+        assert!(scores.windows(2).all(|w| w[0] >= w[1]), "scores descend: {scores:?}");
+    }
+}
+
+#[test]
+fn snippets_highlight_the_query_words_inside_the_answer() {
+    let results = ENGINE.search(&request("context manager with statement", Mode::Lexical)).unwrap();
+    let hit = &results.results[0];
+    assert!(!hit.snippet.highlights.is_empty(), "{hit:?}");
+    for [start, end] in &hit.snippet.highlights {
+        let word = hit.snippet.text[*start..*end].to_lowercase();
+        assert!(["context", "manag", "statement", "with"].iter().any(|stem| word.starts_with(stem)), "highlighted {word:?}");
+    }
+}
+
+#[test]
+fn filters_restrict_every_mode() {
+    for mode in Mode::ALL {
+        let filtered = SearchRequest {
+            filter: SearchFilter { topic: Some("concurrency".into()), ..SearchFilter::default() },
+            ..request("how do I run things in parallel", mode)
+        };
+        let results = ENGINE.search(&filtered).unwrap();
+        assert!(!results.results.is_empty());
+        assert!(results.results.iter().all(|hit| hit.topic == "concurrency"), "{mode:?}");
+
+        let senior = SearchRequest {
+            filter: SearchFilter { difficulty: Some(Difficulty::Senior), ..SearchFilter::default() },
+            ..request("memory", mode)
+        };
+        assert!(ENGINE.search(&senior).unwrap().results.iter().all(|hit| hit.difficulty == Difficulty::Senior));
+
+        let tagged = SearchRequest { filter: SearchFilter { tags: vec!["gil".into()], ..SearchFilter::default() }, ..request("threads", mode) };
+        let results = ENGINE.search(&tagged).unwrap();
+        assert!(!results.results.is_empty());
+        for hit in &results.results {
+            assert!(ENGINE.corpus.get(&hit.id).unwrap().entry.tags.contains(&"gil".to_string()));
+        }
+    }
+}
+
+#[test]
+fn a_typo_still_finds_the_question_lexically() {
+    let top = ids(&request("decoraters", Mode::Lexical));
+    assert_eq!(top.first().map(String::as_str), Some("decorators"), "{top:?}");
+}
+
+#[test]
+fn a_paraphrase_without_shared_words_is_found_semantically() {
+    let top = ids(&request("run several jobs at once on all CPU cores", Mode::Semantic));
+    assert!(top[..5].iter().any(|id| id == "threading-vs-multiprocessing" || id == "concurrent-futures"), "{top:?}");
+}
+
+#[test]
+fn pagination_continues_the_same_ranking() {
+    let all = ids(&SearchRequest { limit: 10, ..request("exceptions", Mode::Hybrid) });
+    let second_page = ids(&SearchRequest { limit: 5, offset: 5, ..request("exceptions", Mode::Hybrid) });
+    assert_eq!(second_page, all[5..10]);
+}
+
+#[test]
+fn bad_requests_are_user_errors() {
+    let cases = [
+        SearchRequest::new("   "),
+        SearchRequest::new("x".repeat(501)),
+        SearchRequest { limit: 0, ..SearchRequest::new("gil") },
+        SearchRequest { limit: 51, ..SearchRequest::new("gil") },
+    ];
+    for case in cases {
+        assert!(matches!(ENGINE.search(&case), Err(Error::User(UserError::InvalidQuery(_)))), "{case:?}");
+    }
+    let unknown_topic = SearchRequest { filter: SearchFilter { topic: Some("cooking".into()), ..SearchFilter::default() }, ..SearchRequest::new("gil") };
+    assert!(matches!(ENGINE.search(&unknown_topic), Err(Error::User(UserError::InvalidFilter(_)))));
+}
+
+#[test]
+fn related_questions_start_with_the_curated_follow_ups() {
+    let question = ENGINE.corpus.get("gil").unwrap();
+    let related = ENGINE.related("gil", 6).unwrap();
+    let curated = question.entry.follow_ups.len().min(6);
+    assert_eq!(related.len(), 6);
+    for (hit, expected) in related.iter().zip(&question.entry.follow_ups) {
+        assert_eq!((&hit.id, hit.reason), (expected, RelatedReason::FollowUp));
+    }
+    assert!(related[curated..].iter().all(|hit| hit.reason == RelatedReason::Similar));
+    assert!(related.iter().all(|hit| hit.id != "gil"));
+    let mut seen: Vec<&str> = related.iter().map(|h| h.id.as_str()).collect();
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(seen.len(), related.len(), "no question twice");
+}
+
+#[test]
+fn similar_related_questions_are_not_near_duplicates_of_each_other() {
+    for question in ENGINE.corpus.questions().iter().take(40) {
+        let related = ENGINE.related(question.id(), 8).unwrap();
+        let vectors: Vec<&Vec<f32>> = related.iter().map(|hit| &ENGINE.generation.embeddings[&hit.id].question).collect();
+        for (i, hit) in related.iter().enumerate().filter(|(_, hit)| hit.reason == RelatedReason::Similar) {
+            for other in &vectors[..i] {
+                assert!(cosine(vectors[i], other) < 0.9, "{} has a near-duplicate before it", hit.id);
+            }
+        }
+    }
+}
+
+#[test]
+fn related_for_an_unknown_question_is_not_found() {
+    assert!(matches!(ENGINE.related("no-such-question", 5), Err(Error::User(UserError::QuestionNotFound(_)))));
+}
