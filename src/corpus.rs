@@ -16,6 +16,7 @@ pub mod limits {
     pub const ALTERNATIVE_WORDS: std::ops::RangeInclusive<usize> = 60..=300;
     pub const KEY_POINTS: std::ops::RangeInclusive<usize> = 3..=7;
     pub const KEY_POINT_CHARS: std::ops::RangeInclusive<usize> = 20..=220;
+    pub const MAX_MISCONCEPTIONS: usize = 4;
     pub const TAGS: std::ops::RangeInclusive<usize> = 1..=8;
     pub const MIN_FOLLOW_UPS: usize = 2;
     pub const QUESTION_CHARS: std::ops::RangeInclusive<usize> = 10..=300;
@@ -75,6 +76,10 @@ pub struct QuestionEntry {
     pub tags: Vec<String>,
     pub answer: String,
     pub key_points: Vec<String>,
+    /// Wrong claims candidates typically make for this question; an answer that says one is
+    /// flagged as a contradiction.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub misconceptions: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alternatives: Vec<String>,
     pub follow_ups: Vec<String>,
@@ -101,6 +106,7 @@ impl Question {
         for part in [&entry.question, &entry.answer]
             .into_iter()
             .chain(&entry.key_points)
+            .chain(&entry.misconceptions)
             .chain(&entry.alternatives)
         {
             hasher.update(part.as_bytes());
@@ -376,6 +382,15 @@ pub fn entry_problems(entry: &QuestionEntry) -> Vec<String> {
         let chars = point.chars().count();
         if !limits::KEY_POINT_CHARS.contains(&chars) {
             messages.push(format!("key point has {chars} characters, needs {:?}: {point:?}", limits::KEY_POINT_CHARS));
+        }
+    }
+    if entry.misconceptions.len() > limits::MAX_MISCONCEPTIONS {
+        messages.push(format!("{} misconceptions, at most {}", entry.misconceptions.len(), limits::MAX_MISCONCEPTIONS));
+    }
+    for misconception in &entry.misconceptions {
+        let chars = misconception.chars().count();
+        if !limits::KEY_POINT_CHARS.contains(&chars) {
+            messages.push(format!("misconception has {chars} characters, needs {:?}: {misconception:?}", limits::KEY_POINT_CHARS));
         }
     }
     if entry.follow_ups.len() < limits::MIN_FOLLOW_UPS {

@@ -19,7 +19,7 @@ use crate::lexical::LexicalIndex;
 use crate::vectors::{EdgeStore, PointPayload, VectorPoint, VectorStore};
 
 /// Bumped when the on-disk layout changes; a different format forces a rebuild.
-const FORMAT_VERSION: u32 = 1;
+const FORMAT_VERSION: u32 = 2;
 /// Generations kept besides `current`, for readers still holding one.
 const GENERATIONS_KEPT: usize = 2;
 
@@ -45,6 +45,7 @@ pub struct QuestionEmbeddings {
     /// The main answer first, then the alternatives.
     pub references: Vec<Vec<f32>>,
     pub key_points: Vec<Vec<f32>>,
+    pub misconceptions: Vec<Vec<f32>>,
 }
 
 pub type EmbeddingTable = BTreeMap<String, QuestionEmbeddings>;
@@ -235,15 +236,18 @@ pub fn embed_question(question: &Question, embedder: &dyn Embedder) -> Result<Qu
     let texts: Vec<&str> = std::iter::once(entry.question.as_str())
         .chain(question.references())
         .chain(entry.key_points.iter().map(String::as_str))
+        .chain(entry.misconceptions.iter().map(String::as_str))
         .collect();
-    let mut vectors = embedder.embed(&texts)?.into_iter();
-    let question_vector = vectors.next().ok_or_else(|| InternalError::Model("no embedding returned".into()))?;
-    let references: Vec<Vec<f32>> = vectors.by_ref().take(1 + entry.alternatives.len()).collect();
-    let key_points: Vec<Vec<f32>> = vectors.collect();
-    if references.len() != 1 + entry.alternatives.len() || key_points.len() != entry.key_points.len() {
+    let vectors = embedder.embed(&texts)?;
+    if vectors.len() != texts.len() {
         return Err(InternalError::Model("the model returned fewer embeddings than texts".into()));
     }
-    Ok(QuestionEmbeddings { content_hash: question.content_hash(), question: question_vector, references, key_points })
+    let mut vectors = vectors.into_iter();
+    let question_vector = vectors.next().unwrap_or_default();
+    let references: Vec<Vec<f32>> = vectors.by_ref().take(1 + entry.alternatives.len()).collect();
+    let key_points: Vec<Vec<f32>> = vectors.by_ref().take(entry.key_points.len()).collect();
+    let misconceptions: Vec<Vec<f32>> = vectors.collect();
+    Ok(QuestionEmbeddings { content_hash: question.content_hash(), question: question_vector, references, key_points, misconceptions })
 }
 
 pub fn vector_points(questions: &[Question], embeddings: &EmbeddingTable) -> Vec<VectorPoint> {

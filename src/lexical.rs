@@ -160,9 +160,14 @@ impl LexicalIndex {
         }
         let (exact, _ignored_syntax_errors) = parser.parse_query_lenient(query);
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Should, exact)];
-        for term in terms(query).into_iter().filter(|t| t.chars().count() >= 5) {
+        for term in terms(query) {
+            let distance = match term.chars().count() {
+                0..=3 => continue,
+                4 | 5 => 1,
+                _ => 2,
+            };
             for field in [f.question, f.key_points] {
-                let fuzzy = FuzzyTermQuery::new(Term::from_field_text(field, &term), 1, true);
+                let fuzzy = FuzzyTermQuery::new(Term::from_field_text(field, &term), distance, true);
                 clauses.push((Occur::Should, Box::new(BoostQuery::new(Box::new(fuzzy), FUZZY_BOOST))));
             }
         }

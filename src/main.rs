@@ -10,8 +10,9 @@ use tracing_subscriber::EnvFilter;
 
 use askmark::corpus::{Corpus, Difficulty};
 use askmark::embed::{Embedder, FastEmbedder, ModelPaths};
-use askmark::eval;
+use askmark::eval::{review as review_eval, search as search_eval};
 use askmark::index::IndexDir;
+use askmark::review::{final_score, Band, ScoreModel, Signals};
 use askmark::search::{Engine, Mode, SearchRequest};
 use askmark::vectors::SearchFilter;
 
@@ -98,6 +99,18 @@ enum EvalCommand {
         #[arg(long)]
         tune: bool,
     },
+    /// Score/grade agreement of answer review on eval/answers.toml, train and held-out splits.
+    Review {
+        #[arg(long, default_value = "eval/answers.toml")]
+        answers: PathBuf,
+        /// Refit the score model on the training split and write it to this file
+        /// (the committed model is eval/review-model.json).
+        #[arg(long)]
+        fit: Option<PathBuf>,
+        /// Also write every answer's signals and flags as JSON lines to this file.
+        #[arg(long)]
+        observations: Option<PathBuf>,
+    },
 }
 
 fn parse_mode(text: &str) -> Result<Mode, String> {
@@ -166,7 +179,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Eval(EvalCommand::Search { queries, tune }) => {
             let engine = open()?;
-            let queries = eval::load_queries(&queries)?;
+            let queries = search_eval::load_queries(&queries)?;
             for query in &queries {
                 if let Some(missing) = query.relevant.iter().find(|id| engine.corpus.get(id).is_none()) {
                     bail!("eval query {:?} names unknown question {missing:?}", query.query);
@@ -174,13 +187,18 @@ fn main() -> anyhow::Result<()> {
             }
             print_search_eval(&engine, queries, tune)?;
         }
+        Command::Eval(EvalCommand::Review { answers, fit, observations }) => {
+            let engine = open()?;
+            print_review_eval(&engine, review_eval::load_answers(&answers)?, fit, observations)?;
+        }
     }
     Ok(())
 }
 
-fn print_search_eval(engine: &Engine, queries: Vec<eval::EvalQuery>, tune: bool) -> anyhow::Result<()> {
+fn print_search_eval(engine: &Engine, queries: Vec<search_eval::EvalQuery>, tune: bool) -> anyhow::Result<()> {
     let count = queries.len();
-    let signals = eval::collect_signals(engine, queries)?;
+    let signals = search_eval::collect_signals(engine, queries)?;
+    let all: Vec<&search_eval::QuerySignals> = signals.iter().collect();
     let mut kinds: Vec<&str> = signals.iter().map(|s| s.query.kind.as_str()).collect();
     kinds.sort_unstable();
     kinds.dedup();
@@ -189,7 +207,7 @@ fn print_search_eval(engine: &Engine, queries: Vec<eval::EvalQuery>, tune: bool)
     println!("|---|---|---|---|---|---|");
     for kind in std::iter::once(None).chain(kinds.into_iter().map(Some)) {
         for mode in Mode::ALL {
-            let m = eval::evaluate(&signals, mode, &engine.fusion, kind);
+            let m = search_eval::evaluate(&all, mode, &engine.fusion, kind);
             println!(
                 "| {} | {} | {:.3} | {:.3} | {:.3} | {:.3} |",
                 kind.unwrap_or("all"), mode.as_str(), m.hit_at_1, m.hit_at_3, m.mrr_at_10, m.ndcg_at_10
@@ -198,12 +216,91 @@ fn print_search_eval(engine: &Engine, queries: Vec<eval::EvalQuery>, tune: bool)
     }
     if tune {
         println!("\nbest fusion parameters (hybrid, by MRR@10 + nDCG@10):");
-        for (params, m) in eval::tune(&signals).into_iter().take(8) {
+        let show = |params: &askmark::search::FusionParams, m: &search_eval::Metrics| {
             println!(
                 "k={:<5} lexical_weight={:<4} answer_weight={:<5} hit@1={:.3} hit@3={:.3} MRR@10={:.3} nDCG@10={:.3}",
                 params.k, params.lexical_weight, params.answer_weight, m.hit_at_1, m.hit_at_3, m.mrr_at_10, m.ndcg_at_10
             );
+        };
+        for (params, m) in search_eval::tune(&all).into_iter().take(8) {
+            show(&params, &m);
         }
+        println!("
+cross-check: chosen on one half of the queries, scored on the other half:");
+        for (params, m) in search_eval::cross_check(&signals) {
+            show(&params, &m);
+        }
+        let default_params = askmark::search::FusionParams::default();
+        println!("the defaults on all queries for comparison:");
+        show(&default_params, &search_eval::evaluate(&all, Mode::Hybrid, &default_params, None));
+    }
+    Ok(())
+}
+
+fn print_review_eval(
+    engine: &Engine,
+    answers: Vec<review_eval::LabelledAnswer>,
+    fit: Option<PathBuf>,
+    observations_path: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let observations = review_eval::observe(engine, answers)?;
+    if let Some(path) = observations_path {
+        let lines: Vec<String> = observations.iter().map(serde_json::to_string).collect::<Result<_, _>>()?;
+        std::fs::write(path, lines.join("\n") + "\n")?;
+    }
+    let train: Vec<&review_eval::Observation> = observations.iter().filter(|o| !o.held_out).collect();
+    let held_out: Vec<&review_eval::Observation> = observations.iter().filter(|o| o.held_out).collect();
+    let model = match &fit {
+        Some(path) => {
+            let model = review_eval::fit(&train).context("the fit is singular")?;
+            std::fs::write(path, serde_json::to_string_pretty(&model)? + "\n")?;
+            println!("fitted on {} training answers, written to {}", train.len(), path.display());
+            model
+        }
+        None => ScoreModel::fitted(),
+    };
+    println!("score = 100 × ({:+.3} {})", model.bias, ScoreModel::FEATURES
+        .iter()
+        .zip(ScoreModel::features(&Signals {
+            key_point_evidence: model.key_point_evidence,
+            key_points_covered: model.key_points_covered,
+            reference_similarity: model.reference_similarity,
+            term_coverage: model.term_coverage,
+            ..Signals::default()
+        }))
+        .map(|(name, weight)| format!("{weight:+.3}·{name}"))
+        .collect::<Vec<_>>()
+        .join(" "));
+    println!("then capped at 25 for too_short / restates_question / keyword_stuffing / off_topic, at 35 for contradiction\n");
+    println!("| split | answers | Pearson | Spearman | pairwise order | band agreement | must-score-low above 40 | highest must-score-low |");
+    println!("|---|---|---|---|---|---|---|---|");
+    let reports = [("train", review_eval::report(&train, &model)), ("held-out", review_eval::report(&held_out, &model))];
+    for (name, r) in &reports {
+        let worst = r.worst_must_score_low.as_ref().map_or("-".to_string(), |(s, kind, id)| format!("{s:.0} ({kind}, {id})"));
+        println!(
+            "| {name} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {} | {worst} |",
+            r.answers, r.pearson, r.spearman, r.pairwise, r.band_agreement, r.must_score_low_above_ceiling
+        );
+    }
+    let bands = [Band::OffTopic, Band::Weak, Band::Partial, Band::Good, Band::Excellent];
+    for (name, r) in &reports {
+        println!("\nband confusion, {name} (rows: human, columns: askmark)");
+        println!("| human \\ askmark | {} |", bands.map(Band::as_str).join(" | "));
+        println!("|---|{}", "---|".repeat(bands.len()));
+        for human in bands {
+            let row: Vec<String> = bands.iter().map(|p| r.confusion.get(&(human, *p)).copied().unwrap_or(0).to_string()).collect();
+            println!("| {} | {} |", human.as_str(), row.join(" | "));
+        }
+    }
+    let mut by_kind: std::collections::BTreeMap<&str, Vec<f32>> = std::collections::BTreeMap::new();
+    for o in &observations {
+        by_kind.entry(o.label.kind.as_str()).or_default().push(final_score(model.raw_score(&o.signals), &o.flags).round());
+    }
+    println!("\n| kind | answers | mean score | min | max |\n|---|---|---|---|---|");
+    for (kind, scores) in by_kind {
+        let mean = scores.iter().sum::<f32>() / scores.len() as f32;
+        let (min, max) = scores.iter().fold((f32::MAX, f32::MIN), |(lo, hi), s| (lo.min(*s), hi.max(*s)));
+        println!("| {kind} | {} | {mean:.1} | {min:.0} | {max:.0} |", scores.len());
     }
     Ok(())
 }

@@ -25,6 +25,11 @@ const COVERED: f32 = 0.62;
 const PARTIALLY_COVERED: f32 = 0.45;
 /// Scores of answers flagged as not answering at all stay below this.
 const FLAGGED_CEILING: f32 = 25.0;
+/// An answer stating a known misconception scores at most this, however fluent it is.
+const CONTRADICTION_CEILING: f32 = 35.0;
+/// A passage states a misconception when it is this close to it and no closer to a key point.
+const MISCONCEPTION_MATCH: f32 = 0.7;
+const MISCONCEPTION_MARGIN: f32 = 0.0;
 
 /// What the answer is reviewed against.
 #[derive(Debug, Clone)]
@@ -109,6 +114,13 @@ pub struct KeyPointVerdict {
 }
 
 #[derive(Debug, Clone, Serialize)]
+pub struct Contradiction {
+    pub misconception: String,
+    pub evidence: String,
+    pub similarity: f32,
+}
+
+#[derive(Debug, Clone, Serialize)]
 pub struct ReferenceSimilarity {
     pub similarity: f32,
     /// 0 is the main reference answer, 1.. the alternatives (or the ad-hoc references in order).
@@ -128,6 +140,10 @@ pub struct Signals {
     pub term_coverage: f32,
     /// Similarity to this question's reference minus the best other question's.
     pub topic_margin: f32,
+    /// Best similarity of an answer passage to one of the question's misconceptions, and how
+    /// much closer that passage is to the misconception than to any key point.
+    pub misconception_similarity: f32,
+    pub misconception_margin: f32,
     pub words: usize,
 }
 
@@ -139,6 +155,8 @@ pub struct Review {
     pub key_points: Vec<KeyPointVerdict>,
     pub reference_similarity: ReferenceSimilarity,
     pub flags: Vec<Flag>,
+    /// Known misconceptions the answer states, with the sentence that states them.
+    pub contradictions: Vec<Contradiction>,
     pub feedback: String,
     pub signals: Signals,
     pub took_ms: f64,
@@ -195,7 +213,7 @@ pub fn final_score(raw: f32, flags: &[Flag]) -> f32 {
         score = score.min(FLAGGED_CEILING);
     }
     if flags.contains(&Flag::Contradiction) {
-        score = (score - 15.0).max(0.0);
+        score = score.min(CONTRADICTION_CEILING);
     }
     score
 }
@@ -217,8 +235,6 @@ const FUNCTION_WORDS: &[&str] = &[
     "not", "no", "has", "have", "each", "one", "only", "than", "into", "there", "while", "where", "also", "all",
 ];
 
-const NEGATIONS: &[&str] = &["not", "no", "never", "cannot", "can't", "doesn't", "don't", "isn't", "aren't", "won't", "nor", "neither"];
-
 fn words(text: &str) -> Vec<String> {
     text.unicode_words().map(str::to_lowercase).collect()
 }
@@ -231,10 +247,6 @@ fn function_word_ratio(text: &str) -> f32 {
     all.iter().filter(|w| FUNCTION_WORDS.contains(&w.as_str())).count() as f32 / all.len() as f32
 }
 
-fn is_negated(text: &str) -> bool {
-    words(text).iter().any(|w| NEGATIONS.contains(&w.as_str()) || w.ends_with("n't"))
-}
-
 struct Rubric<'a> {
     question_id: Option<String>,
     question: &'a str,
@@ -242,6 +254,8 @@ struct Rubric<'a> {
     references: Vec<Vec<f32>>,
     key_points: Vec<String>,
     key_point_vectors: Vec<Vec<f32>>,
+    misconceptions: Vec<String>,
+    misconception_vectors: Vec<Vec<f32>>,
 }
 
 impl Engine {
@@ -270,6 +284,8 @@ impl Engine {
                     references: embeddings.references.clone(),
                     key_points: question.entry.key_points.clone(),
                     key_point_vectors: embeddings.key_points.clone(),
+                    misconceptions: question.entry.misconceptions.clone(),
+                    misconception_vectors: embeddings.misconceptions.clone(),
                 };
             }
             Target::AdHoc { question, references, key_points } => {
@@ -294,6 +310,8 @@ impl Engine {
                     references: reference_vectors,
                     key_points,
                     key_point_vectors: vectors.collect(),
+                    misconceptions: Vec::new(),
+                    misconception_vectors: Vec::new(),
                 };
             }
         }
@@ -340,11 +358,6 @@ impl Engine {
                 Coverage::Missed
             };
             let evidence = best_passage.map(|i| passages[i].clone());
-            if let Some(text) = &evidence {
-                if similarity >= 0.6 && is_negated(text) != is_negated(point) && !flags.contains(&Flag::Contradiction) {
-                    flags.push(Flag::Contradiction);
-                }
-            }
             verdicts.push(KeyPointVerdict {
                 point: point.clone(),
                 covered,
@@ -352,6 +365,32 @@ impl Engine {
                 similarity,
                 term_coverage,
             });
+        }
+        let passage_point_similarity: Vec<f32> = passage_vectors
+            .iter()
+            .map(|passage| rubric.key_point_vectors.iter().map(|point| cosine(point, passage)).fold(0.0, f32::max))
+            .collect();
+        let mut contradictions = Vec::new();
+        let (mut misconception_similarity, mut misconception_margin) = (0.0f32, -1.0f32);
+        for (statement, vector) in rubric.misconceptions.iter().zip(&rubric.misconception_vectors) {
+            let Some((passage, similarity)) = passage_vectors
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (i, cosine(vector, v)))
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+            else {
+                continue;
+            };
+            let margin = similarity - passage_point_similarity[passage];
+            if similarity > misconception_similarity {
+                (misconception_similarity, misconception_margin) = (similarity, margin);
+            }
+            if similarity >= MISCONCEPTION_MATCH && margin >= MISCONCEPTION_MARGIN {
+                contradictions.push(Contradiction { misconception: statement.clone(), evidence: passages[passage].clone(), similarity });
+            }
+        }
+        if !contradictions.is_empty() {
+            flags.push(Flag::Contradiction);
         }
         let (reference, reference_similarity) = rubric
             .references
@@ -387,6 +426,8 @@ impl Engine {
                 rubric_terms.iter().filter(|t| answer_terms.contains(*t)).count() as f32 / rubric_terms.len() as f32
             },
             topic_margin: reference_similarity - best_other,
+            misconception_similarity,
+            misconception_margin,
             words: word_count,
         };
 
@@ -410,10 +451,11 @@ impl Engine {
             question_id: rubric.question_id.clone(),
             score: score.round() as u8,
             grade,
-            feedback: feedback(grade, &verdicts, &flags),
+            feedback: feedback(grade, &verdicts, &flags, &contradictions),
             key_points: verdicts,
             reference_similarity: ReferenceSimilarity { similarity: reference_similarity, reference },
             flags,
+            contradictions,
             signals,
             took_ms: 0.0,
         })
@@ -453,7 +495,7 @@ fn validate_ad_hoc(question: &str, references: &[String], key_points: &[String])
     Ok(())
 }
 
-fn feedback(grade: Band, verdicts: &[KeyPointVerdict], flags: &[Flag]) -> String {
+fn feedback(grade: Band, verdicts: &[KeyPointVerdict], flags: &[Flag], contradictions: &[Contradiction]) -> String {
     let covered: Vec<&str> = verdicts.iter().filter(|v| v.covered == Coverage::Covered).map(|v| v.point.as_str()).collect();
     let mut missed: Vec<&KeyPointVerdict> = verdicts.iter().filter(|v| v.covered != Coverage::Covered).collect();
     missed.sort_by(|a, b| a.similarity.total_cmp(&b.similarity));
@@ -469,8 +511,8 @@ fn feedback(grade: Band, verdicts: &[KeyPointVerdict], flags: &[Flag]) -> String
     } else if !covered.is_empty() {
         parts.push(format!("Good: you covered {} of {} key points, e.g. \"{}\"", covered.len(), verdicts.len(), covered[0]));
     }
-    if flags.contains(&Flag::Contradiction) {
-        parts.push("One statement seems to contradict a key point; check it.".to_string());
+    if let Some(first) = contradictions.first() {
+        parts.push(format!("Careful: \"{}\" reads like the common mistake \"{}\".", first.evidence, first.misconception));
     }
     match missed.as_slice() {
         [] => parts.push(format!("Overall: {}.", grade.as_str().replace('_', " "))),

@@ -24,8 +24,12 @@ use tower_http::trace::TraceLayer;
 pub use error::ApiError;
 
 use crate::corpus::Difficulty;
+use crate::review::Target;
 use crate::search::{Engine, Mode, SearchRequest};
 use crate::vectors::SearchFilter;
+
+/// Largest request body accepted; a review answer is at most 10 000 characters.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 pub struct AppState {
     engine: RwLock<Arc<Engine>>,
@@ -64,6 +68,41 @@ impl AppState {
     }
 }
 
+/// `Json` with rejections in the problem+json shape: malformed JSON, a wrong content type, a
+/// body over the limit and fields that do not fit each get their own code.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        use axum::extract::rejection::JsonRejection;
+        match Json::<T>::from_request(request, state).await {
+            Ok(Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) => {
+                let detail = rejection.body_text();
+                Err(match rejection {
+                    JsonRejection::MissingJsonContentType(_) => ApiError::new(
+                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                        "unsupported_media_type",
+                        "Unsupported media type",
+                        "send the body as application/json",
+                    ),
+                    JsonRejection::JsonSyntaxError(_) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", "Malformed JSON", detail),
+                    JsonRejection::JsonDataError(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", "Invalid request body", detail),
+                    JsonRejection::BytesRejection(_) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "payload_too_large",
+                        "Payload too large",
+                        format!("the request body is over {MAX_BODY_BYTES} bytes"),
+                    ),
+                    _ => ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", "Invalid request body", detail),
+                })
+            }
+        }
+    }
+}
+
 /// `Query` with rejections in the problem+json shape.
 pub struct ApiQuery<T>(pub T);
 
@@ -87,8 +126,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/topics", get(topics))
         .route("/v1/questions/{id}", get(question))
         .route("/v1/questions/{id}/related", get(related))
+        .route("/v1/review", axum::routing::post(review))
         .fallback(|| async { ApiError::not_found_route() })
         .with_state(state)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(CompressionLayer::new())
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
@@ -211,4 +252,38 @@ async fn related(
     let limit = params.limit.unwrap_or(5);
     let results = state.run_cpu(move |engine| engine.related(&id, limit).map_err(ApiError::from)).await?;
     Ok(Json(serde_json::json!({ "results": results })).into_response())
+}
+
+/// Either a corpus question by id, or an ad-hoc question with its own references.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReviewBody {
+    question_id: Option<String>,
+    question: Option<String>,
+    #[serde(default)]
+    references: Vec<String>,
+    #[serde(default)]
+    key_points: Vec<String>,
+    answer: String,
+}
+
+impl ReviewBody {
+    fn target(self) -> Result<(Target, String), ApiError> {
+        let invalid = |detail: &str| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_review", "Invalid review request", detail);
+        match (self.question_id, self.question) {
+            (Some(id), None) if self.references.is_empty() && self.key_points.is_empty() => Ok((Target::Corpus(id), self.answer)),
+            (Some(_), None) => Err(invalid("references and key_points go with an ad-hoc question, not with question_id")),
+            (None, Some(question)) => {
+                Ok((Target::AdHoc { question, references: self.references, key_points: self.key_points }, self.answer))
+            }
+            (Some(_), Some(_)) => Err(invalid("give either question_id or question, not both")),
+            (None, None) => Err(invalid("give question_id, or question with references")),
+        }
+    }
+}
+
+async fn review(State(state): State<Arc<AppState>>, ApiJson(body): ApiJson<ReviewBody>) -> Result<Response, ApiError> {
+    let (target, answer) = body.target()?;
+    let verdict = state.run_cpu(move |engine| engine.review(&target, &answer).map_err(ApiError::from)).await?;
+    Ok(Json(verdict).into_response())
 }

@@ -43,7 +43,17 @@ impl EdgeStore {
     }
 
     pub fn open(path: &Path) -> Result<EdgeStore, InternalError> {
-        let shard = EdgeShard::load(path, None).map_err(store_error)?;
+        let shard = EdgeShard::load(path, None).map_err(|error| {
+            if error.to_string().contains("WouldBlock") {
+                InternalError::VectorStore(format!(
+                    "{} is open in another askmark process (is askmark serve running?): an embedded store \
+                     is used by one process at a time; query the running server instead",
+                    path.display()
+                ))
+            } else {
+                store_error(error)
+            }
+        })?;
         Ok(EdgeStore { shard, description: format!("embedded qdrant-edge at {}", path.display()) })
     }
 }

@@ -128,3 +128,59 @@ async fn a_real_server_answers_on_a_bound_port() {
     assert!(response.contains("\"id\":\"decorators\""), "{response}");
     server.abort();
 }
+
+async fn post(uri: &str, content_type: &str, body: impl Into<Body>) -> (StatusCode, String, Value) {
+    let request = Request::post(uri).header("content-type", content_type).body(body.into()).unwrap();
+    let response = app().oneshot(request).await.unwrap();
+    let status = response.status();
+    let content_type = response.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, content_type, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn review_returns_a_verdict() {
+    let body = serde_json::json!({
+        "question_id": "gil",
+        "answer": "The GIL is a CPython lock that lets one thread run Python bytecode at a time, so threads do not speed up \
+                   CPU-bound code but help with I/O-bound work because blocking I/O releases the GIL."
+    });
+    let (status, _, verdict) = post("/v1/review", "application/json", body.to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{verdict}");
+    for field in ["score", "grade", "key_points", "reference_similarity", "flags", "contradictions", "feedback", "took_ms"] {
+        assert!(verdict.get(field).is_some(), "missing {field}: {verdict}");
+    }
+    let points = verdict["key_points"].as_array().unwrap();
+    assert_eq!(points.len(), ENGINE.corpus.get("gil").unwrap().entry.key_points.len());
+    assert!(points.iter().all(|p| p["covered"].is_boolean() || p["covered"] == "partially"));
+}
+
+#[tokio::test]
+async fn bad_review_requests_are_problems_with_stable_codes() {
+    let check = |status: StatusCode, code: &'static str, (actual, content_type, body): (StatusCode, String, Value)| {
+        assert_eq!(actual, status, "{body}");
+        assert_eq!(content_type, "application/problem+json");
+        assert_eq!(body["code"], code, "{body}");
+    };
+    check(StatusCode::BAD_REQUEST, "invalid_json", post("/v1/review", "application/json", "{\"answer\": ").await);
+    check(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", post("/v1/review", "text/plain", "hello").await);
+    check(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", post("/v1/review", "application/json", r#"{"question_id": "gil"}"#).await);
+    check(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_body",
+        post("/v1/review", "application/json", r#"{"question_id": "gil", "answer": "x", "colour": "blue"}"#).await,
+    );
+    check(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_review",
+        post("/v1/review", "application/json", r#"{"question_id": "gil", "question": "why?", "answer": "x"}"#).await,
+    );
+    check(StatusCode::BAD_REQUEST, "invalid_answer", post("/v1/review", "application/json", r#"{"question_id": "gil", "answer": " "}"#).await);
+    check(
+        StatusCode::NOT_FOUND,
+        "question_not_found",
+        post("/v1/review", "application/json", r#"{"question_id": "nope", "answer": "an answer"}"#).await,
+    );
+    let huge = serde_json::json!({"question_id": "gil", "answer": "word ".repeat(20_000)}).to_string();
+    check(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", post("/v1/review", "application/json", huge).await);
+}

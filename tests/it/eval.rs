@@ -1,4 +1,4 @@
-use askmark::eval::{mean, score_ranking, Metrics};
+use askmark::eval::search::{mean, score_ranking, Metrics};
 
 fn ids(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
@@ -17,4 +17,43 @@ fn metrics_of_known_rankings() {
     assert_eq!(missed, Metrics::default(), "a hit after rank 10 does not count");
     let averaged = mean(&[perfect, missed]);
     assert_eq!(averaged.mrr_at_10, 0.5);
+}
+
+use askmark::eval::review::{average_ranks, least_squares, pairwise_accuracy, pearson, spearman};
+use proptest::prelude::*;
+
+#[test]
+fn least_squares_recovers_an_exact_linear_relation() {
+    let rows: Vec<([f64; 3], f64)> = (0..20)
+        .map(|i| {
+            let (a, b) = (f64::from(i) * 0.37 % 1.0, f64::from(i * i) * 0.11 % 1.0);
+            ([1.0, a, b], 0.5 + 2.0 * a - 1.5 * b)
+        })
+        .collect();
+    let solution = least_squares(&rows, 0.0).unwrap();
+    for (got, want) in solution.iter().zip([0.5, 2.0, -1.5]) {
+        assert!((got - want).abs() < 1e-9, "{solution:?}");
+    }
+}
+
+#[test]
+fn ties_share_their_average_rank_and_orderings_count_per_question() {
+    assert_eq!(average_ranks(&[10.0, 20.0, 10.0, 30.0]), vec![1.5, 3.0, 1.5, 4.0]);
+    let items = [("q1", 90.0, 5), ("q1", 20.0, 1), ("q1", 50.0, 0), ("q2", 10.0, 5), ("q2", 10.0, 3)];
+    // q1: (90,5)>(20,1) ok, (90,5)>(50,0) ok, (20,1) vs (50,0) wrong; q2: a tie counts half.
+    assert!((pairwise_accuracy(&items) - 2.5 / 4.0).abs() < 1e-12);
+}
+
+proptest! {
+    #[test]
+    fn correlations_match_their_definitions(pairs in prop::collection::vec((0.0f64..100.0, 0u8..6), 3..40)) {
+        let xs: Vec<f64> = pairs.iter().map(|p| p.0).collect();
+        let ys: Vec<f64> = pairs.iter().map(|p| f64::from(p.1)).collect();
+        let r = pearson(&xs, &ys);
+        prop_assert!((-1.0 - 1e-9..=1.0 + 1e-9).contains(&r));
+        prop_assert!((pearson(&xs, &xs) - 1.0).abs() < 1e-9 || xs.iter().all(|x| *x == xs[0]));
+        let shifted: Vec<f64> = xs.iter().map(|x| 3.0 * x + 7.0).collect();
+        prop_assert!((spearman(&shifted, &ys) - spearman(&xs, &ys)).abs() < 1e-9);
+        prop_assert!((spearman(&xs, &ys) - pearson(&average_ranks(&xs), &average_ranks(&ys))).abs() < 1e-12);
+    }
 }

@@ -75,6 +75,9 @@ fn a_failed_build_leaves_the_current_index_untouched() {
 
     assert_eq!(generation_names(index_dir.path()), before, "no partial generation is left behind");
     assert_eq!(index.current_manifest().unwrap(), built.manifest);
+    let busy = index.open_current().err().expect("the store is held by `built`");
+    assert!(busy.to_string().contains("open in another askmark process"), "{busy}");
+    drop(built);
     let reopened = index.open_current().unwrap();
     assert_eq!(reopened.vectors.count().unwrap(), corpus.questions().len());
 }

@@ -8,4 +8,5 @@ mod embeddings;
 mod eval;
 mod fusion;
 mod index;
+mod review;
 mod search;

@@ -1,0 +1,268 @@
+//! Answer-review evaluation on `eval/answers.toml`: human-graded candidate answers (0–5). Every
+//! fourth answer is held out; the score model is fitted on the rest by least squares and both
+//! splits are reported: Pearson and Spearman between score and grade, pairwise ordering accuracy
+//! within each question, the confusion of grade bands, and the highest score of answers that must
+//! not score well.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, InternalError};
+use crate::review::{final_score, Band, Flag, ScoreModel, Signals, Target};
+use crate::search::Engine;
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabelledAnswer {
+    pub question_id: String,
+    pub kind: String,
+    pub grade: u8,
+    pub reason: String,
+    pub answer: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AnswersFile {
+    answers: Vec<LabelledAnswer>,
+}
+
+/// Kinds of answers that must never score above [`NOT_AN_ANSWER_CEILING`].
+pub const MUST_SCORE_LOW: [&str; 4] = ["wrong", "keyword_salad", "restated", "other_question"];
+pub const NOT_AN_ANSWER_CEILING: f32 = 40.0;
+
+pub fn load_answers(path: &Path) -> Result<Vec<LabelledAnswer>, InternalError> {
+    let text = std::fs::read_to_string(path).map_err(InternalError::io(format!("read {}", path.display())))?;
+    let file: AnswersFile =
+        toml::from_str(&text).map_err(|error| InternalError::Index(format!("invalid {}: {error}", path.display())))?;
+    Ok(file.answers)
+}
+
+/// The held-out split: every fourth question (in order of first appearance) with all its
+/// answers, so the fit never sees those questions and each split holds every kind of answer.
+pub fn held_out_questions(answers: &[LabelledAnswer]) -> Vec<String> {
+    let mut questions: Vec<&str> = Vec::new();
+    for answer in answers {
+        if !questions.contains(&answer.question_id.as_str()) {
+            questions.push(&answer.question_id);
+        }
+    }
+    questions.into_iter().enumerate().filter(|(i, _)| i % 4 == 3).map(|(_, q)| q.to_string()).collect()
+}
+
+/// What the reviewer measured for one labelled answer; independent of the score model.
+#[derive(Serialize)]
+pub struct Observation {
+    pub label: LabelledAnswer,
+    pub signals: Signals,
+    pub flags: Vec<Flag>,
+    pub held_out: bool,
+    /// Per key point: best passage similarity and key-term coverage.
+    pub point_similarities: Vec<f32>,
+    pub point_term_coverage: Vec<f32>,
+}
+
+pub fn observe(engine: &Engine, answers: Vec<LabelledAnswer>) -> Result<Vec<Observation>, Error> {
+    let model = ScoreModel::fitted();
+    let held_out = held_out_questions(&answers);
+    answers
+        .into_iter()
+        .map(|label| {
+            let review = engine.review_with(&Target::Corpus(label.question_id.clone()), &label.answer, &model)?;
+            let held_out = held_out.contains(&label.question_id);
+            Ok(Observation {
+                label,
+                signals: review.signals,
+                flags: review.flags,
+                held_out,
+                point_similarities: review.key_points.iter().map(|p| p.similarity).collect(),
+                point_term_coverage: review.key_points.iter().map(|p| p.term_coverage).collect(),
+            })
+        })
+        .collect()
+}
+
+fn is_disqualified(flags: &[Flag]) -> bool {
+    flags.iter().any(|f| matches!(f, Flag::TooShort | Flag::RestatesQuestion | Flag::KeywordStuffing | Flag::OffTopic))
+}
+
+/// Least-squares fit of `grade / 5` on the features, over the answers no flag disqualifies
+/// (their score is capped whatever the model says).
+pub fn fit(observations: &[&Observation]) -> Option<ScoreModel> {
+    let rows: Vec<([f64; 5], f64)> = observations
+        .iter()
+        .filter(|o| !is_disqualified(&o.flags))
+        .map(|o| {
+            let f = ScoreModel::features(&o.signals).map(f64::from);
+            ([1.0, f[0], f[1], f[2], f[3]], f64::from(o.label.grade) / 5.0)
+        })
+        .collect();
+    let solution = least_squares(&rows, 1e-3)?;
+    let weights = [solution[1], solution[2], solution[3], solution[4]].map(|w| w as f32);
+    Some(ScoreModel::from_weights(solution[0] as f32, weights))
+}
+
+/// Solves the ridge-regularised normal equations `(XᵀX + λI) w = Xᵀy` (the bias unregularised)
+/// by Gaussian elimination with partial pivoting.
+pub fn least_squares<const N: usize>(rows: &[([f64; N], f64)], ridge: f64) -> Option<[f64; N]> {
+    let mut matrix = [[0.0f64; N]; N];
+    let mut rhs = [0.0f64; N];
+    for (x, y) in rows {
+        for i in 0..N {
+            rhs[i] += x[i] * y;
+            for j in 0..N {
+                matrix[i][j] += x[i] * x[j];
+            }
+        }
+    }
+    for (i, row) in matrix.iter_mut().enumerate().skip(1) {
+        row[i] += ridge * rows.len() as f64;
+    }
+    for column in 0..N {
+        let pivot = (column..N).max_by(|&a, &b| matrix[a][column].abs().total_cmp(&matrix[b][column].abs()))?;
+        if matrix[pivot][column].abs() < 1e-12 {
+            return None;
+        }
+        matrix.swap(column, pivot);
+        rhs.swap(column, pivot);
+        for row in column + 1..N {
+            let factor = matrix[row][column] / matrix[column][column];
+            for k in column..N {
+                matrix[row][k] -= factor * matrix[column][k];
+            }
+            rhs[row] -= factor * rhs[column];
+        }
+    }
+    let mut solution = [0.0f64; N];
+    for row in (0..N).rev() {
+        let tail: f64 = (row + 1..N).map(|k| matrix[row][k] * solution[k]).sum();
+        solution[row] = (rhs[row] - tail) / matrix[row][row];
+    }
+    Some(solution)
+}
+
+pub fn pearson(xs: &[f64], ys: &[f64]) -> f64 {
+    let n = xs.len() as f64;
+    if xs.len() < 2 {
+        return 0.0;
+    }
+    let (mean_x, mean_y) = (xs.iter().sum::<f64>() / n, ys.iter().sum::<f64>() / n);
+    let covariance: f64 = xs.iter().zip(ys).map(|(x, y)| (x - mean_x) * (y - mean_y)).sum();
+    let spread_x: f64 = xs.iter().map(|x| (x - mean_x).powi(2)).sum::<f64>().sqrt();
+    let spread_y: f64 = ys.iter().map(|y| (y - mean_y).powi(2)).sum::<f64>().sqrt();
+    if spread_x == 0.0 || spread_y == 0.0 {
+        0.0
+    } else {
+        covariance / (spread_x * spread_y)
+    }
+}
+
+/// Ranks from 1 with ties given their average rank.
+pub fn average_ranks(values: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
+    let mut ranks = vec![0.0; values.len()];
+    let mut start = 0;
+    while start < order.len() {
+        let mut end = start;
+        while end + 1 < order.len() && values[order[end + 1]] == values[order[start]] {
+            end += 1;
+        }
+        let rank = (start + end) as f64 / 2.0 + 1.0;
+        for &index in &order[start..=end] {
+            ranks[index] = rank;
+        }
+        start = end + 1;
+    }
+    ranks
+}
+
+pub fn spearman(xs: &[f64], ys: &[f64]) -> f64 {
+    pearson(&average_ranks(xs), &average_ranks(ys))
+}
+
+/// Share of same-question answer pairs with different grades that the scores order the same
+/// way (a score tie counts half).
+pub fn pairwise_accuracy(items: &[(&str, f64, u8)]) -> f64 {
+    let (mut agree, mut pairs) = (0.0, 0usize);
+    for (i, a) in items.iter().enumerate() {
+        for b in &items[i + 1..] {
+            if a.0 != b.0 || a.2 == b.2 {
+                continue;
+            }
+            pairs += 1;
+            let score_order = a.1.total_cmp(&b.1);
+            if score_order == std::cmp::Ordering::Equal {
+                agree += 0.5;
+            } else if score_order == a.2.cmp(&b.2) {
+                agree += 1.0;
+            }
+        }
+    }
+    if pairs == 0 {
+        0.0
+    } else {
+        agree / pairs as f64
+    }
+}
+
+/// The band a human grade stands for; answers to another question are off topic whatever their grade.
+pub fn human_band(label: &LabelledAnswer) -> Band {
+    if label.kind == "other_question" {
+        return Band::OffTopic;
+    }
+    match label.grade {
+        5 => Band::Excellent,
+        4 => Band::Good,
+        2 | 3 => Band::Partial,
+        _ => Band::Weak,
+    }
+}
+
+pub struct SplitReport {
+    pub answers: usize,
+    pub pearson: f64,
+    pub spearman: f64,
+    pub pairwise: f64,
+    pub band_agreement: f64,
+    /// Rows: human band; columns: predicted band; both in `Band` order.
+    pub confusion: BTreeMap<(Band, Band), usize>,
+    /// Highest score among answers that must score low, with its kind and question.
+    pub worst_must_score_low: Option<(f32, String, String)>,
+    pub must_score_low_above_ceiling: usize,
+}
+
+pub fn report(observations: &[&Observation], model: &ScoreModel) -> SplitReport {
+    let scored: Vec<(f32, Band, &Observation)> = observations
+        .iter()
+        .map(|o| {
+            let score = final_score(model.raw_score(&o.signals), &o.flags).round();
+            (score, Band::of_score(score, &o.flags), *o)
+        })
+        .collect();
+    let scores: Vec<f64> = scored.iter().map(|(s, _, _)| f64::from(*s)).collect();
+    let grades: Vec<f64> = scored.iter().map(|(_, _, o)| f64::from(o.label.grade)).collect();
+    let items: Vec<(&str, f64, u8)> =
+        scored.iter().map(|(s, _, o)| (o.label.question_id.as_str(), f64::from(*s), o.label.grade)).collect();
+    let mut confusion = BTreeMap::new();
+    for (_, band, observation) in &scored {
+        *confusion.entry((human_band(&observation.label), *band)).or_insert(0) += 1;
+    }
+    let agreeing: usize = confusion.iter().filter(|((human, predicted), _)| human == predicted).map(|(_, n)| n).sum();
+    let low: Vec<&(f32, Band, &Observation)> = scored.iter().filter(|(_, _, o)| MUST_SCORE_LOW.contains(&o.label.kind.as_str())).collect();
+    SplitReport {
+        answers: scored.len(),
+        pearson: pearson(&scores, &grades),
+        spearman: spearman(&scores, &grades),
+        pairwise: pairwise_accuracy(&items),
+        band_agreement: agreeing as f64 / scored.len().max(1) as f64,
+        confusion,
+        worst_must_score_low: low
+            .iter()
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(s, _, o)| (*s, o.label.kind.clone(), o.label.question_id.clone())),
+        must_score_low_above_ceiling: low.iter().filter(|(s, _, _)| *s > NOT_AN_ANSWER_CEILING).count(),
+    }
+}
