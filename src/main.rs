@@ -12,7 +12,7 @@ use askmark::corpus::{Corpus, Difficulty};
 use askmark::embed::{Embedder, FastEmbedder, ModelPaths};
 use askmark::eval::{review as review_eval, search as search_eval};
 use askmark::index::IndexDir;
-use askmark::review::{final_score, Band, ScoreModel, Signals};
+use askmark::review::{final_score, Band, Coverage, ScoreModel, Target};
 use askmark::search::{Engine, Mode, SearchRequest};
 use askmark::vectors::SearchFilter;
 
@@ -76,6 +76,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Review a candidate's answer to a corpus question.
+    Review {
+        /// Corpus question id.
+        #[arg(long)]
+        question: String,
+        /// File holding the answer (`-` for standard input).
+        #[arg(long)]
+        answer_file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Serve the HTTP API (building the index first when missing or stale).
     Serve {
         #[arg(long, env = "ASKMARK_ADDR", default_value = "127.0.0.1:8080")]
@@ -84,6 +95,8 @@ enum Command {
         #[arg(long, env = "ASKMARK_MAX_CPU_JOBS", default_value_t = 32)]
         max_cpu_jobs: usize,
     },
+    /// Embed each line of standard input; prints one JSON array of floats per line.
+    Embed,
     /// Quality evaluations.
     #[command(subcommand)]
     Eval(EvalCommand),
@@ -177,6 +190,39 @@ fn main() -> anyhow::Result<()> {
             let engine = open()?;
             serve(engine, addr, max_cpu_jobs)?;
         }
+        Command::Review { question, answer_file, json } => {
+            let answer = if answer_file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())?
+            } else {
+                std::fs::read_to_string(&answer_file).with_context(|| format!("cannot read {}", answer_file.display()))?
+            };
+            let engine = open()?;
+            let verdict = engine.review(&Target::Corpus(question), &answer)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&verdict)?);
+            } else {
+                println!("score {} ({}), flags {:?}", verdict.score, verdict.grade.as_str(), verdict.flags);
+                for point in &verdict.key_points {
+                    let mark = match point.covered {
+                        Coverage::Covered => "covered",
+                        Coverage::Partially => "partly ",
+                        Coverage::Missed => "missed ",
+                    };
+                    println!("  [{mark}] {:.2} {}", point.similarity, point.point);
+                }
+                println!("{}", verdict.feedback);
+            }
+        }
+        Command::Embed => {
+            let embedder = load_embedder()?;
+            let lines: Vec<String> = std::io::stdin().lines().collect::<Result<_, _>>()?;
+            for chunk in lines.chunks(64) {
+                let texts: Vec<&str> = chunk.iter().map(String::as_str).collect();
+                for vector in embedder.embed(&texts)? {
+                    println!("{}", serde_json::to_string(&vector)?);
+                }
+            }
+        }
         Command::Eval(EvalCommand::Search { queries, tune }) => {
             let engine = open()?;
             let queries = search_eval::load_queries(&queries)?;
@@ -259,19 +305,11 @@ fn print_review_eval(
         }
         None => ScoreModel::fitted(),
     };
-    println!("score = 100 × ({:+.3} {})", model.bias, ScoreModel::FEATURES
-        .iter()
-        .zip(ScoreModel::features(&Signals {
-            key_point_evidence: model.key_point_evidence,
-            key_points_covered: model.key_points_covered,
-            reference_similarity: model.reference_similarity,
-            term_coverage: model.term_coverage,
-            ..Signals::default()
-        }))
-        .map(|(name, weight)| format!("{weight:+.3}·{name}"))
-        .collect::<Vec<_>>()
-        .join(" "));
-    println!("then capped at 25 for too_short / restates_question / keyword_stuffing / off_topic, at 35 for contradiction\n");
+    let terms: Vec<String> =
+        ScoreModel::FEATURES.iter().zip(model.weights()).map(|(name, weight)| format!("{weight:+.3}·{name}")).collect();
+    println!("score = 100 × ({:+.3} {}), clamped to 0-100", model.bias, terms.join(" "));
+    println!("then capped at 25 for too_short / restates_question / keyword_stuffing / off_topic");
+    println!("bands: weak < {} <= partial < {} <= good < {} <= excellent\n", model.band_cut_offs[0], model.band_cut_offs[1], model.band_cut_offs[2]);
     println!("| split | answers | Pearson | Spearman | pairwise order | band agreement | must-score-low above 40 | highest must-score-low |");
     println!("|---|---|---|---|---|---|---|---|");
     let reports = [("train", review_eval::report(&train, &model)), ("held-out", review_eval::report(&held_out, &model))];

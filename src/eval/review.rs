@@ -91,17 +91,43 @@ fn is_disqualified(flags: &[Flag]) -> bool {
 /// Least-squares fit of `grade / 5` on the features, over the answers no flag disqualifies
 /// (their score is capped whatever the model says).
 pub fn fit(observations: &[&Observation]) -> Option<ScoreModel> {
-    let rows: Vec<([f64; 5], f64)> = observations
+    let rows: Vec<([f64; 6], f64)> = observations
         .iter()
         .filter(|o| !is_disqualified(&o.flags))
         .map(|o| {
             let f = ScoreModel::features(&o.signals).map(f64::from);
-            ([1.0, f[0], f[1], f[2], f[3]], f64::from(o.label.grade) / 5.0)
+            ([1.0, f[0], f[1], f[2], f[3], f[4]], f64::from(o.label.grade) / 5.0)
         })
         .collect();
     let solution = least_squares(&rows, 1e-3)?;
-    let weights = [solution[1], solution[2], solution[3], solution[4]].map(|w| w as f32);
-    Some(ScoreModel::from_weights(solution[0] as f32, weights))
+    let weights = [solution[1], solution[2], solution[3], solution[4], solution[5]].map(|w| w as f32);
+    let linear = ScoreModel::from_weights(solution[0] as f32, weights, [40.0, 70.0, 90.0]);
+    let scored: Vec<(f32, Band)> = observations
+        .iter()
+        .filter(|o| !o.flags.contains(&Flag::OffTopic))
+        .map(|o| (final_score(linear.raw_score(&o.signals), &o.flags).round(), human_band(&o.label)))
+        .collect();
+    Some(ScoreModel { band_cut_offs: calibrate_bands(&scored), ..linear })
+}
+
+/// The band cut-offs (whole scores, increasing) under which the most answers land in their
+/// human band; ties go to the cut-offs closest to 20 × grade.
+pub fn calibrate_bands(scored: &[(f32, Band)]) -> [f32; 3] {
+    let agreement = |cut_offs: [f32; 3]| scored.iter().filter(|(score, human)| Band::of_score(*score, &[], cut_offs) == *human).count();
+    let distance = |c: [f32; 3]| (c[0] - 40.0).abs() + (c[1] - 70.0).abs() + (c[2] - 90.0).abs();
+    let mut best = ([40.0, 70.0, 90.0], 0usize);
+    for partial in 1..=98u8 {
+        for good in partial + 1..=99 {
+            for excellent in good + 1..=100 {
+                let cut_offs = [partial, good, excellent].map(f32::from);
+                let agreeing = agreement(cut_offs);
+                if agreeing > best.1 || (agreeing == best.1 && distance(cut_offs) < distance(best.0)) {
+                    best = (cut_offs, agreeing);
+                }
+            }
+        }
+    }
+    best.0
 }
 
 /// Solves the ridge-regularised normal equations `(XᵀX + λI) w = Xᵀy` (the bias unregularised)
@@ -239,7 +265,7 @@ pub fn report(observations: &[&Observation], model: &ScoreModel) -> SplitReport 
         .iter()
         .map(|o| {
             let score = final_score(model.raw_score(&o.signals), &o.flags).round();
-            (score, Band::of_score(score, &o.flags), *o)
+            (score, Band::of_score(score, &o.flags, model.band_cut_offs), *o)
         })
         .collect();
     let scores: Vec<f64> = scored.iter().map(|(s, _, _)| f64::from(*s)).collect();

@@ -73,6 +73,19 @@ fn an_answer_to_another_question_is_off_topic() {
 }
 
 #[test]
+fn stating_a_known_misconception_is_flagged_with_the_sentence_that_states_it() {
+    let wrong = "The GIL used to serialize threads in CPython. But Python 3.13 removed the GIL completely, so every \
+        standard CPython build now runs threads in parallel on all cores. Threads are therefore the right tool for CPU-bound work.";
+    let verdict = review("gil", wrong);
+    assert!(verdict.flags.contains(&Flag::Contradiction), "{verdict:#?}");
+    let contradiction = &verdict.contradictions[0];
+    assert!(contradiction.evidence.starts_with("But Python 3.13 removed the GIL"), "{contradiction:?}");
+    assert!(ENGINE.corpus.get("gil").unwrap().entry.misconceptions.contains(&contradiction.misconception));
+    assert!(verdict.feedback.contains("common mistake"), "{}", verdict.feedback);
+    assert!(verdict.score < review("gil", GIL_GOOD).score / 2);
+}
+
+#[test]
 fn a_one_liner_is_too_short() {
     let verdict = review("gil", "It is a lock in CPython.");
     assert!(verdict.flags.contains(&Flag::TooShort));
