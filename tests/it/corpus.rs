@@ -26,6 +26,9 @@ fn the_full_corpus_holds_every_seed_question_verbatim_and_in_order() {
     let added = corpus.questions().iter().filter(|q| q.entry.source == Source::Added).count();
     assert!(added >= 40, "{added} added questions, the corpus issue asks for at least 40");
     assert_eq!(corpus.topics().len(), 14);
+    for question in corpus.questions() {
+        assert!((2..=4).contains(&question.entry.misconceptions.len()), "{} needs 2-4 misconceptions", question.id());
+    }
 }
 
 const VALID_ENTRY: &str = r#"
