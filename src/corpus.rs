@@ -22,7 +22,7 @@ pub mod limits {
     pub const QUESTION_CHARS: std::ops::RangeInclusive<usize> = 10..=300;
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Difficulty {
     Junior,
@@ -49,7 +49,7 @@ impl Difficulty {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Source {
     /// From the user's own seed list; the question text is kept verbatim.
@@ -66,7 +66,7 @@ pub struct Topic {
 }
 
 /// One entry as written in a corpus file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuestionEntry {
     pub id: String,
@@ -86,7 +86,7 @@ pub struct QuestionEntry {
 }
 
 /// A validated question with the topic it belongs to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Question {
     #[serde(flatten)]
     pub entry: QuestionEntry,
@@ -130,7 +130,7 @@ struct CorpusFile {
 }
 
 /// Where a problem is and what it is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Problem {
     pub file: String,
     #[serde(skip_serializing_if = "Option::is_none")]

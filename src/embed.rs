@@ -119,9 +119,12 @@ impl FastEmbedder {
 impl Embedder for FastEmbedder {
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, InternalError> {
         let mut model = self.model.lock().map_err(|_| InternalError::Model("embedding model lock poisoned".into()))?;
+        let started = std::time::Instant::now();
         let vectors = model
             .embed(texts, Some(32))
             .map_err(|error| InternalError::Model(format!("embedding failed: {error}")))?;
+        metrics::histogram!("askmark_embedding_seconds").record(started.elapsed().as_secs_f64());
+        metrics::counter!("askmark_embedded_texts_total").increment(texts.len() as u64);
         debug_assert!(vectors.iter().all(|v| v.len() == self.info.dimension));
         Ok(vectors)
     }

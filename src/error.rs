@@ -25,6 +25,8 @@ pub enum UserError {
     InvalidReview(String),
     #[error(transparent)]
     InvalidEntry(#[from] CorpusProblems),
+    #[error("the question is still named as a follow-up: {0}")]
+    QuestionInUse(CorpusProblems),
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -99,9 +99,11 @@ pub struct LexicalHit {
 }
 
 /// A fragment of text with the byte ranges that matched the query.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Snippet {
     pub text: String,
+    /// Byte ranges `[start, end)` of `text` that matched the query.
+    #[schema(value_type = Vec<Vec<u64>>)]
     pub highlights: Vec<[usize; 2]>,
 }
 

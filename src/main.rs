@@ -1,6 +1,8 @@
 //! The askmark command line: thin over the library.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::time::Duration;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -8,6 +10,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+use askmark::api::{AppState, ServerConfig};
 use askmark::corpus::{Corpus, Difficulty};
 use askmark::embed::{Embedder, FastEmbedder, ModelPaths};
 use askmark::eval::{review as review_eval, search as search_eval};
@@ -87,13 +90,25 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Serve the HTTP API (building the index first when missing or stale).
+    /// Serve the HTTP API and the web page (building the index first when missing or stale).
     Serve {
         #[arg(long, env = "ASKMARK_ADDR", default_value = "127.0.0.1:8080")]
         addr: SocketAddr,
         /// Embedding/search jobs admitted at once before answering 503 overloaded.
         #[arg(long, env = "ASKMARK_MAX_CPU_JOBS", default_value_t = 32)]
         max_cpu_jobs: usize,
+        /// Comma-separated bearer keys allowed to write questions; none means writes are refused.
+        #[arg(long, env = "ASKMARK_API_KEYS", value_delimiter = ',', hide_env_values = true)]
+        api_keys: Vec<String>,
+        /// Reviews one client (IP address) may request per minute.
+        #[arg(long, env = "ASKMARK_REVIEWS_PER_MINUTE", default_value_t = NonZeroU32::new(60).expect("non-zero"))]
+        reviews_per_minute: NonZeroU32,
+        /// Comma-separated origins allowed to call the API from browsers (CORS); none means same-origin only.
+        #[arg(long, env = "ASKMARK_CORS_ORIGINS", value_delimiter = ',')]
+        cors_origins: Vec<String>,
+        /// Seconds before a request is answered 408.
+        #[arg(long, env = "ASKMARK_REQUEST_TIMEOUT", default_value_t = 30)]
+        request_timeout: u64,
     },
     /// Embed each line of standard input; prints one JSON array of floats per line.
     Embed,
@@ -186,9 +201,16 @@ fn main() -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Serve { addr, max_cpu_jobs } => {
+        Command::Serve { addr, max_cpu_jobs, api_keys, reviews_per_minute, cors_origins, request_timeout } => {
             let engine = open()?;
-            serve(engine, addr, max_cpu_jobs)?;
+            let config = ServerConfig {
+                max_cpu_jobs,
+                api_keys: api_keys.into_iter().filter(|key| !key.is_empty()).collect(),
+                reviews_per_minute,
+                cors_origins,
+                request_timeout: Duration::from_secs(request_timeout),
+            };
+            serve(engine, IndexDir::new(&paths.index), addr, config)?;
         }
         Command::Review { question, answer_file, json } => {
             let answer = if answer_file.as_os_str() == "-" {
@@ -343,15 +365,17 @@ fn print_review_eval(
     Ok(())
 }
 
-fn serve(engine: Engine, addr: SocketAddr, max_cpu_jobs: usize) -> anyhow::Result<()> {
+fn serve(engine: Engine, index: IndexDir, addr: SocketAddr, config: ServerConfig) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let questions = engine.corpus.questions().len();
-        let state = askmark::api::AppState::new(engine, max_cpu_jobs);
+        let writes = if config.api_keys.is_empty() { "disabled" } else { "enabled" };
+        let state = AppState::new(engine, index, config);
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
-        tracing::info!(%addr, questions, "serving");
-        axum::serve(listener, askmark::api::router(state)).with_graceful_shutdown(shutdown_signal()).await?;
-        tracing::info!("shut down");
+        tracing::info!(%addr, questions, writes, "serving");
+        let app = askmark::api::router(state).into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+        tracing::info!("shut down: in-flight requests finished");
         Ok(())
     })
 }

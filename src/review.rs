@@ -38,7 +38,7 @@ pub enum Target {
     AdHoc { question: String, references: Vec<String>, key_points: Vec<String> },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Flag {
     TooShort,
@@ -48,7 +48,7 @@ pub enum Flag {
     Contradiction,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Band {
     OffTopic,
@@ -102,9 +102,11 @@ impl Serialize for Coverage {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct KeyPointVerdict {
     pub point: String,
+    /// `true`, `false` or `"partially"`.
+    #[schema(value_type = Object)]
     pub covered: Coverage,
     /// The candidate's sentence (or pair of sentences) closest to the point.
     pub evidence: Option<String>,
@@ -113,14 +115,14 @@ pub struct KeyPointVerdict {
     pub term_coverage: f32,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Contradiction {
     pub misconception: String,
     pub evidence: String,
     pub similarity: f32,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ReferenceSimilarity {
     pub similarity: f32,
     /// 0 is the main reference answer, 1.. the alternatives (or the ad-hoc references in order).
@@ -128,7 +130,7 @@ pub struct ReferenceSimilarity {
 }
 
 /// The signals the score is computed from, reported so a verdict can be explained.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Signals {
     /// Mean over key points of the combined evidence, 0–1.
     pub key_point_evidence: f32,
@@ -149,7 +151,7 @@ pub struct Signals {
     pub words: usize,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Review {
     pub question_id: Option<String>,
     pub score: u8,

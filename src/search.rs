@@ -22,7 +22,7 @@ const SNIPPET_CHARS: usize = 180;
 /// Two related questions closer than this are near-duplicates of each other; one is dropped.
 const NEAR_DUPLICATE_COSINE: f32 = 0.9;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     #[default]
@@ -137,7 +137,7 @@ impl SearchRequest {
 }
 
 /// How a hit was found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MatchedBy {
     Lexical,
@@ -145,7 +145,7 @@ pub enum MatchedBy {
     Both,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SearchHit {
     pub id: String,
     pub question: String,
@@ -158,7 +158,7 @@ pub struct SearchHit {
     pub snippet: Snippet,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SearchResults {
     pub query: String,
     pub mode: Mode,
@@ -167,14 +167,14 @@ pub struct SearchResults {
     pub took_ms: f64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RelatedReason {
     FollowUp,
     Similar,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RelatedHit {
     pub id: String,
     pub question: String,

@@ -17,16 +17,19 @@ pub struct ApiError {
     pub extra: Option<serde_json::Value>,
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// RFC 9457 problem details, plus a stable snake_case `code`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Problem {
     #[serde(rename = "type")]
     kind: String,
-    title: &'a str,
+    title: &'static str,
     status: u16,
-    detail: &'a str,
-    code: &'a str,
+    detail: String,
+    /// Stable machine-readable error code, e.g. `invalid_query`.
+    code: &'static str,
+    /// For invalid entries: every problem found, with file and question.
     #[serde(skip_serializing_if = "Option::is_none")]
-    problems: Option<&'a serde_json::Value>,
+    problems: Option<serde_json::Value>,
 }
 
 impl ApiError {
@@ -40,6 +43,10 @@ impl ApiError {
 
     pub fn not_found_route() -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "No such route", "no route matches this path")
+    }
+
+    pub fn method_not_allowed() -> ApiError {
+        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "Method not allowed", "this route does not take that method")
     }
 
     pub fn overloaded() -> ApiError {
@@ -73,6 +80,10 @@ impl From<UserError> for ApiError {
             UserError::InvalidFilter(_) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_filter", "Invalid filter", detail),
             UserError::InvalidAnswer(_) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_answer", "Invalid answer", detail),
             UserError::InvalidReview(_) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_review", "Invalid review request", detail),
+            UserError::QuestionInUse(problems) => ApiError {
+                extra: serde_json::to_value(&problems.0).ok(),
+                ..ApiError::new(StatusCode::CONFLICT, "question_in_use", "Question in use", detail)
+            },
             UserError::InvalidEntry(problems) => ApiError {
                 extra: serde_json::to_value(&problems.0).ok(),
                 ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_entry", "Invalid question entry", detail)
@@ -102,9 +113,9 @@ impl IntoResponse for ApiError {
             kind: format!("https://askmark.dev/problems/{}", self.code),
             title: self.title,
             status: self.status.as_u16(),
-            detail: &self.detail,
+            detail: self.detail,
             code: self.code,
-            problems: self.extra.as_ref(),
+            problems: self.extra,
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (self.status, body).into_response();
@@ -112,6 +123,12 @@ impl IntoResponse for ApiError {
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if self.status == StatusCode::TOO_MANY_REQUESTS {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }

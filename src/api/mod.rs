@@ -1,49 +1,100 @@
 //! The HTTP layer: thin axum handlers over the core `Engine`. CPU work (embedding, index search)
 //! runs on the blocking pool behind a bounded number of permits; when they are all taken the
-//! request gets a fast 503 `overloaded` instead of waiting in an unbounded queue.
+//! request gets a fast 503 `overloaded` instead of waiting in an unbounded queue. Admin writes
+//! build a new index generation aside and swap the engine, so readers see the old or the new
+//! corpus, never half of one.
 
+mod admin;
 mod error;
+mod extract;
+mod openapi;
+mod read;
+mod review;
+mod web;
 
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::num::NonZeroU32;
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::{Duration, Instant};
 
-use axum::extract::{FromRequestParts, Path, Query, State};
-use axum::http::request::Parts;
-use axum::http::{HeaderName, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use axum::extract::{MatchedPath, Request};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::sync::Semaphore;
 use tower_http::compression::CompressionLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
+pub use extract::{ApiJson, ApiQuery};
 
-use crate::corpus::Difficulty;
-use crate::review::Target;
-use crate::search::{Engine, Mode, SearchRequest};
-use crate::vectors::SearchFilter;
+use crate::index::IndexDir;
+use crate::search::Engine;
 
 /// Largest request body accepted; a review answer is at most 10 000 characters.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// What an operator can tune; every field has a flag and an environment variable in `main.rs`.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Embedding/search jobs admitted at once (running plus waiting for a core).
+    pub max_cpu_jobs: usize,
+    /// Bearer keys allowed to write; empty means writes are refused.
+    pub api_keys: Vec<String>,
+    /// Reviews one client may request per minute.
+    pub reviews_per_minute: NonZeroU32,
+    /// Origins allowed to call the API from a browser on another origin; empty means same-origin only.
+    pub cors_origins: Vec<String>,
+    pub request_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            max_cpu_jobs: 32,
+            api_keys: Vec::new(),
+            reviews_per_minute: NonZeroU32::new(60).expect("non-zero"),
+            cors_origins: Vec::new(),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
 pub struct AppState {
     engine: RwLock<Arc<Engine>>,
     cpu_permits: Arc<Semaphore>,
+    index: IndexDir,
+    /// One admin write at a time: each builds a generation from the corpus the previous one left.
+    writes: tokio::sync::Mutex<()>,
+    review_limiter: review::ClientLimiter,
+    config: ServerConfig,
 }
 
 impl AppState {
-    /// `max_cpu_jobs` bounds concurrent embedding/search work (running plus waiting for a core).
-    pub fn new(engine: Engine, max_cpu_jobs: usize) -> Arc<AppState> {
-        Arc::new(AppState { engine: RwLock::new(Arc::new(engine)), cpu_permits: Arc::new(Semaphore::new(max_cpu_jobs.max(1))) })
+    pub fn new(engine: Engine, index: IndexDir, config: ServerConfig) -> Arc<AppState> {
+        record_index_size(&engine);
+        Arc::new(AppState {
+            engine: RwLock::new(Arc::new(engine)),
+            cpu_permits: Arc::new(Semaphore::new(config.max_cpu_jobs.max(1))),
+            index,
+            writes: tokio::sync::Mutex::new(()),
+            review_limiter: review::ClientLimiter::new(config.reviews_per_minute),
+            config,
+        })
     }
 
     pub fn engine(&self) -> Arc<Engine> {
         self.engine.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    fn replace_engine(&self, engine: Engine) {
+        record_index_size(&engine);
+        *self.engine.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(engine);
     }
 
     /// Runs CPU-bound work on the blocking pool, with the caller's tracing span, if a permit is free.
@@ -52,7 +103,10 @@ impl AppState {
         F: FnOnce(&Engine) -> Result<T, ApiError> + Send + 'static,
         T: Send + 'static,
     {
-        let permit = self.cpu_permits.clone().try_acquire_owned().map_err(|_| ApiError::overloaded())?;
+        let permit = self.cpu_permits.clone().try_acquire_owned().map_err(|_| {
+            metrics::counter!("askmark_overloaded_total").increment(1);
+            ApiError::overloaded()
+        })?;
         let engine = self.engine();
         let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
@@ -68,222 +122,72 @@ impl AppState {
     }
 }
 
-/// `Json` with rejections in the problem+json shape: malformed JSON, a wrong content type, a
-/// body over the limit and fields that do not fit each get their own code.
-pub struct ApiJson<T>(pub T);
-
-impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for ApiJson<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
-        use axum::extract::rejection::JsonRejection;
-        match Json::<T>::from_request(request, state).await {
-            Ok(Json(value)) => Ok(ApiJson(value)),
-            Err(rejection) => {
-                let detail = rejection.body_text();
-                Err(match rejection {
-                    JsonRejection::MissingJsonContentType(_) => ApiError::new(
-                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                        "unsupported_media_type",
-                        "Unsupported media type",
-                        "send the body as application/json",
-                    ),
-                    JsonRejection::JsonSyntaxError(_) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", "Malformed JSON", detail),
-                    JsonRejection::JsonDataError(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", "Invalid request body", detail),
-                    JsonRejection::BytesRejection(_) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "payload_too_large",
-                        "Payload too large",
-                        format!("the request body is over {MAX_BODY_BYTES} bytes"),
-                    ),
-                    _ => ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", "Invalid request body", detail),
-                })
-            }
-        }
-    }
+fn record_index_size(engine: &Engine) {
+    metrics::gauge!("askmark_index_questions").set(engine.corpus.questions().len() as f64);
+    metrics::gauge!("askmark_index_lexical_documents").set(engine.generation.lexical.num_docs() as f64);
 }
 
-/// `Query` with rejections in the problem+json shape.
-pub struct ApiQuery<T>(pub T);
-
-impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|Query(value)| ApiQuery(value))
-            .map_err(|rejection| ApiError::invalid_query(rejection.body_text()))
-    }
+/// The process-wide Prometheus recorder, installed on first use.
+fn prometheus() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Suffix("seconds".into()),
+                &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0],
+            )
+            .expect("bucket list is not empty")
+            .install_recorder()
+            .expect("no other metrics recorder is installed")
+    })
 }
 
+async fn track_metrics(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched".to_string(), |p| p.as_str().to_string());
+    let method = request.method().to_string();
+    let response = next.run(request).await;
+    let labels = [("route", route), ("method", method), ("status", response.status().as_u16().to_string())];
+    metrics::counter!("http_requests_total", &labels).increment(1);
+    metrics::histogram!("http_request_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
+    response
+}
+
+fn cors(origins: &[String]) -> CorsLayer {
+    let allowed: Vec<HeaderValue> = origins.iter().filter_map(|origin| HeaderValue::from_str(origin).ok()).collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(allowed))
+        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+        .allow_headers([axum::http::header::CONTENT_TYPE, axum::http::header::AUTHORIZATION])
+}
+
+/// The whole service: the same router serves `main` and the tests.
 pub fn router(state: Arc<AppState>) -> Router {
+    prometheus();
     let request_id = HeaderName::from_static("x-request-id");
+    let timeout = state.config.request_timeout;
+    let cors = cors(&state.config.cors_origins);
     Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/v1/search", get(search))
-        .route("/v1/topics", get(topics))
-        .route("/v1/questions/{id}", get(question))
-        .route("/v1/questions/{id}/related", get(related))
-        .route("/v1/review", axum::routing::post(review))
+        .route("/healthz", get(read::healthz))
+        .route("/readyz", get(read::readyz))
+        .route("/metrics", get(|| async { prometheus().render() }))
+        .route("/openapi.json", get(openapi::spec))
+        .route("/v1/search", get(read::search))
+        .route("/v1/topics", get(read::topics))
+        .route("/v1/questions", get(read::list_questions).post(admin::upsert_question))
+        .route("/v1/questions/{id}", get(read::question).delete(admin::delete_question))
+        .route("/v1/questions/{id}/related", get(read::related))
+        .route("/v1/review", post(review::review))
+        .merge(web::routes())
+        .route_layer(middleware::from_fn(track_metrics))
         .fallback(|| async { ApiError::not_found_route() })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .with_state(state)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(CompressionLayer::new())
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
+        .layer(cors)
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http())
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
-}
-
-async fn healthz() -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "status": "ok" }))
-}
-
-async fn readyz(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
-    let engine = state.engine();
-    let vectors = engine.generation.vectors.count().map_err(|error| ApiError::not_ready(error.to_string()))?;
-    Ok(Json(serde_json::json!({
-        "status": "ready",
-        "questions": engine.corpus.questions().len(),
-        "lexical_documents": engine.generation.lexical.num_docs(),
-        "vectors": vectors,
-        "vector_store": engine.generation.vectors.describe(),
-        "model": engine.embedder.model().id,
-    }))
-    .into_response())
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SearchParams {
-    q: Option<String>,
-    limit: Option<usize>,
-    offset: Option<usize>,
-    topic: Option<String>,
-    difficulty: Option<String>,
-    tags: Option<String>,
-    mode: Option<String>,
-}
-
-impl SearchParams {
-    fn into_request(self) -> Result<SearchRequest, ApiError> {
-        let query = self.q.ok_or_else(|| ApiError::invalid_query("the q parameter is required"))?;
-        let mode = match self.mode.as_deref() {
-            None => Mode::Hybrid,
-            Some(text) => Mode::parse(text).ok_or_else(|| ApiError::invalid_query("mode must be hybrid, lexical or semantic"))?,
-        };
-        let difficulty = match self.difficulty.as_deref() {
-            None => None,
-            Some(text) => Some(Difficulty::parse(text).ok_or_else(|| {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_filter", "Invalid filter", "difficulty must be junior, mid or senior")
-            })?),
-        };
-        let tags = self
-            .tags
-            .map(|tags| tags.split(',').map(str::trim).filter(|t| !t.is_empty()).map(String::from).collect())
-            .unwrap_or_default();
-        Ok(SearchRequest {
-            query,
-            mode,
-            filter: SearchFilter { topic: self.topic, difficulty, tags },
-            limit: self.limit.unwrap_or(10),
-            offset: self.offset.unwrap_or(0),
-        })
-    }
-}
-
-async fn search(State(state): State<Arc<AppState>>, ApiQuery(params): ApiQuery<SearchParams>) -> Result<Response, ApiError> {
-    let request = params.into_request()?;
-    let results = state.run_cpu(move |engine| engine.search(&request).map_err(ApiError::from)).await?;
-    Ok(Json(results).into_response())
-}
-
-#[derive(Serialize)]
-struct TopicSummary<'a> {
-    id: &'a str,
-    title: &'a str,
-    questions: usize,
-}
-
-async fn topics(State(state): State<Arc<AppState>>) -> Response {
-    let engine = state.engine();
-    let topics: Vec<TopicSummary> = engine
-        .corpus
-        .topic_counts()
-        .into_iter()
-        .map(|(topic, questions)| TopicSummary { id: &topic.id, title: &topic.title, questions })
-        .collect();
-    Json(serde_json::json!({ "topics": topics })).into_response()
-}
-
-#[derive(Serialize)]
-struct FollowUpRef<'a> {
-    id: &'a str,
-    question: &'a str,
-}
-
-async fn question(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let engine = state.engine();
-    let question = engine.corpus.get(&id).ok_or(crate::error::UserError::QuestionNotFound(id.clone()))?;
-    let follow_ups: Vec<FollowUpRef> = question
-        .entry
-        .follow_ups
-        .iter()
-        .filter_map(|id| engine.corpus.get(id).map(|q| FollowUpRef { id: &q.entry.id, question: &q.entry.question }))
-        .collect();
-    let mut body = serde_json::to_value(question).map_err(|_| ApiError::internal())?;
-    body["follow_ups"] = serde_json::to_value(follow_ups).map_err(|_| ApiError::internal())?;
-    Ok(Json(body).into_response())
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RelatedParams {
-    limit: Option<usize>,
-}
-
-async fn related(
-    State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
-    ApiQuery(params): ApiQuery<RelatedParams>,
-) -> Result<Response, ApiError> {
-    let limit = params.limit.unwrap_or(5);
-    let results = state.run_cpu(move |engine| engine.related(&id, limit).map_err(ApiError::from)).await?;
-    Ok(Json(serde_json::json!({ "results": results })).into_response())
-}
-
-/// Either a corpus question by id, or an ad-hoc question with its own references.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ReviewBody {
-    question_id: Option<String>,
-    question: Option<String>,
-    #[serde(default)]
-    references: Vec<String>,
-    #[serde(default)]
-    key_points: Vec<String>,
-    answer: String,
-}
-
-impl ReviewBody {
-    fn target(self) -> Result<(Target, String), ApiError> {
-        let invalid = |detail: &str| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_review", "Invalid review request", detail);
-        match (self.question_id, self.question) {
-            (Some(id), None) if self.references.is_empty() && self.key_points.is_empty() => Ok((Target::Corpus(id), self.answer)),
-            (Some(_), None) => Err(invalid("references and key_points go with an ad-hoc question, not with question_id")),
-            (None, Some(question)) => {
-                Ok((Target::AdHoc { question, references: self.references, key_points: self.key_points }, self.answer))
-            }
-            (Some(_), Some(_)) => Err(invalid("give either question_id or question, not both")),
-            (None, None) => Err(invalid("give question_id, or question with references")),
-        }
-    }
-}
-
-async fn review(State(state): State<Arc<AppState>>, ApiJson(body): ApiJson<ReviewBody>) -> Result<Response, ApiError> {
-    let (target, answer) = body.target()?;
-    let verdict = state.run_cpu(move |engine| engine.review(&target, &answer).map_err(ApiError::from)).await?;
-    Ok(Json(verdict).into_response())
 }

@@ -1,6 +1,7 @@
 //! The embedded store: a qdrant-edge shard on disk inside an index generation.
 
-use std::path::Path;
+use std::mem::ManuallyDrop;
+use std::path::{Path, PathBuf};
 
 use qdrant_edge::{
     CountRequest, Distance, EdgeConfigBuilder, EdgeShard, EdgeVectorParamsBuilder, Filter, NamedQuery,
@@ -12,8 +13,22 @@ use super::{point_id, SearchFilter, VectorHit, VectorName, VectorPoint, VectorSt
 use crate::error::InternalError;
 
 pub struct EdgeStore {
-    shard: EdgeShard,
+    /// Dropped by hand: qdrant-edge flushes on drop and panics when its folder is gone, which
+    /// happens when an old generation is removed while a reader still holds it.
+    shard: ManuallyDrop<EdgeShard>,
+    path: PathBuf,
     description: String,
+}
+
+impl Drop for EdgeStore {
+    fn drop(&mut self) {
+        if self.path.join("segments").exists() {
+            // SAFETY: `shard` is never used again; this is its only drop.
+            unsafe { ManuallyDrop::drop(&mut self.shard) };
+        } else {
+            tracing::warn!(path = %self.path.display(), "vector store folder removed while open; skipping its final flush");
+        }
+    }
 }
 
 fn store_error(error: impl std::fmt::Display) -> InternalError {
@@ -39,7 +54,11 @@ impl EdgeStore {
                 .update(UpdateOperation::FieldIndexOperation(qdrant_edge::FieldIndexOperations::CreateIndex(index)))
                 .map_err(store_error)?;
         }
-        Ok(EdgeStore { shard, description: format!("embedded qdrant-edge at {}", path.display()) })
+        Ok(EdgeStore::with_shard(shard, path))
+    }
+
+    fn with_shard(shard: EdgeShard, path: &Path) -> EdgeStore {
+        EdgeStore { shard: ManuallyDrop::new(shard), path: path.to_path_buf(), description: format!("embedded qdrant-edge at {}", path.display()) }
     }
 
     pub fn open(path: &Path) -> Result<EdgeStore, InternalError> {
@@ -54,7 +73,7 @@ impl EdgeStore {
                 store_error(error)
             }
         })?;
-        Ok(EdgeStore { shard, description: format!("embedded qdrant-edge at {}", path.display()) })
+        Ok(EdgeStore::with_shard(shard, path))
     }
 }
 

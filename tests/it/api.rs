@@ -1,7 +1,8 @@
 //! The real router over the real index, driven with `oneshot`, plus one request on a bound port.
 
 
-use askmark::api::{router, AppState};
+use askmark::api::{router, AppState, ServerConfig};
+use askmark::index::IndexDir;
 use askmark::search::Engine;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -18,7 +19,7 @@ fn app() -> axum::Router {
         embedder: ENGINE.embedder.clone(),
         fusion: ENGINE.fusion,
     };
-    router(AppState::new(engine, 8))
+    router(AppState::new(engine, IndexDir::new(ENGINE.generation.dir.join("../..")), ServerConfig { max_cpu_jobs: 8, ..ServerConfig::default() }))
 }
 
 async fn get(uri: &str) -> (StatusCode, String, Value) {
@@ -183,4 +184,108 @@ async fn bad_review_requests_are_problems_with_stable_codes() {
     );
     let huge = serde_json::json!({"question_id": "gil", "answer": "word ".repeat(20_000)}).to_string();
     check(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", post("/v1/review", "application/json", huge).await);
+}
+
+fn app_with(config: ServerConfig) -> axum::Router {
+    let engine = Engine {
+        corpus: ENGINE.corpus.clone(),
+        generation: ENGINE.generation.clone(),
+        embedder: ENGINE.embedder.clone(),
+        fusion: ENGINE.fusion,
+    };
+    router(AppState::new(engine, IndexDir::new(ENGINE.generation.dir.join("../..")), config))
+}
+
+fn review_request() -> Request<Body> {
+    let body = serde_json::json!({"question_id": "generators", "answer": "A generator function uses yield and produces values lazily, one at a time."});
+    Request::post("/v1/review").header("content-type", "application/json").body(Body::from(body.to_string())).unwrap()
+}
+
+#[tokio::test]
+async fn reviews_are_rate_limited_per_client() {
+    let app = app_with(ServerConfig { reviews_per_minute: std::num::NonZeroU32::new(2).unwrap(), ..ServerConfig::default() });
+    for _ in 0..2 {
+        assert_eq!(app.clone().oneshot(review_request()).await.unwrap().status(), StatusCode::OK);
+    }
+    let limited = app.clone().oneshot(review_request()).await.unwrap();
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(limited.headers()["retry-after"], "60");
+    let body: Value = serde_json::from_slice(&limited.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(body["code"], "rate_limited");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_saturated_server_answers_overloaded_at_once() {
+    let app = app_with(ServerConfig { max_cpu_jobs: 1, ..ServerConfig::default() });
+    let requests = (0..24).map(|_| app.clone().oneshot(review_request()));
+    let responses = join_all_spawned(requests).await;
+    let overloaded: Vec<_> = responses.iter().filter(|r| r.status() == StatusCode::SERVICE_UNAVAILABLE).collect();
+    assert!(!overloaded.is_empty(), "24 concurrent reviews with one permit");
+    assert!(overloaded.iter().all(|r| r.headers()["retry-after"] == "1"));
+    assert!(responses.iter().all(|r| matches!(r.status(), StatusCode::OK | StatusCode::SERVICE_UNAVAILABLE)));
+}
+
+async fn join_all_spawned<F: std::future::Future<Output = Result<axum::response::Response, std::convert::Infallible>> + Send + 'static>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<axum::response::Response> {
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut responses = Vec::new();
+    for handle in handles {
+        responses.push(handle.await.unwrap().unwrap());
+    }
+    responses
+}
+
+#[tokio::test]
+async fn metrics_openapi_docs_and_the_page_are_served() {
+    let _ = get("/v1/search?q=gil").await;
+    let response = app().oneshot(Request::get("/metrics").body(Body::empty()).unwrap()).await.unwrap();
+    let text = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    assert!(text.contains("http_requests_total{route=\"/v1/search\""), "{text}");
+    assert!(text.contains("http_request_duration_seconds_bucket"), "{text}");
+    assert!(text.contains("askmark_embedding_seconds"), "{text}");
+    assert!(text.contains("askmark_index_questions"), "{text}");
+
+    let (status, content_type, spec) = get("/openapi.json").await;
+    assert_eq!((status, content_type.as_str()), (StatusCode::OK, "application/json"));
+    for path in ["/v1/search", "/v1/review", "/v1/questions", "/v1/questions/{id}", "/v1/questions/{id}/related", "/v1/topics"] {
+        assert!(spec["paths"].get(path).is_some(), "{path} missing from the spec");
+    }
+    assert!(spec["components"]["schemas"].get("SearchResults").is_some());
+
+    for (path, needle) in [("/", "askmark"), ("/docs", "/openapi.json"), ("/assets/app.js", "/v1/search"), ("/assets/style.css", "body")] {
+        let response = app().oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let text = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+        assert!(text.contains(needle), "{path}");
+        assert!(!text.contains("cdn.") && !text.contains("unpkg"), "{path} must work offline");
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_method_and_cors_preflight() {
+    let response = app().oneshot(Request::put("/v1/search").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let app = app_with(ServerConfig { cors_origins: vec!["https://practice.example".into()], ..ServerConfig::default() });
+    let preflight = Request::options("/v1/search")
+        .header("origin", "https://practice.example")
+        .header("access-control-request-method", "GET")
+        .body(Body::empty())
+        .unwrap();
+    let response = app.clone().oneshot(preflight).await.unwrap();
+    assert_eq!(response.headers()["access-control-allow-origin"], "https://practice.example");
+    let other = Request::get("/healthz").header("origin", "https://evil.example").body(Body::empty()).unwrap();
+    assert!(app.oneshot(other).await.unwrap().headers().get("access-control-allow-origin").is_none());
+}
+
+#[tokio::test]
+async fn the_question_list_pages_and_filters() {
+    let (status, _, body) = get("/v1/questions?topic=concurrency&limit=3").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["items"].as_array().unwrap().len(), 3);
+    let in_topic = ENGINE.corpus.questions().iter().filter(|q| q.topic == "concurrency").count();
+    assert_eq!(body["total"].as_u64().unwrap() as usize, in_topic);
+    assert!(body["items"].as_array().unwrap().iter().all(|i| i["topic"] == "concurrency"));
+    assert_problem("/v1/questions?limit=0", StatusCode::BAD_REQUEST, "invalid_query").await;
+    assert_problem("/v1/questions?topic=cooking", StatusCode::BAD_REQUEST, "invalid_filter").await;
 }

@@ -93,3 +93,13 @@ fn opening_an_up_to_date_index_does_not_rebuild_it() {
     assert_eq!(after_first.len(), 1);
     assert_eq!(engine.generation.manifest.model, *EMBEDDER.model());
 }
+
+#[test]
+fn dropping_a_generation_whose_folder_was_removed_does_not_panic() {
+    let corpus_dir = fixture_corpus("08-advanced.toml");
+    let index_dir = tempfile::tempdir().unwrap();
+    let index = IndexDir::new(index_dir.path());
+    let generation = index.build(&Corpus::load_dir(corpus_dir.path()).unwrap(), EMBEDDER.as_ref()).unwrap();
+    std::fs::remove_dir_all(&generation.dir).unwrap();
+    drop(generation);
+}

@@ -1,6 +1,7 @@
 //! Integration tests: one binary, so the model and the full-corpus index load once and every
 //! module shares them. They drive the real model, the real indexes and the real router.
 
+mod admin;
 mod api;
 mod common;
 mod corpus;

@@ -1,0 +1,60 @@
+//! Extractors whose rejections use the problem+json shape, so malformed input never produces
+//! axum's plain-text errors.
+
+use axum::extract::{FromRequestParts, Query};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::de::DeserializeOwned;
+
+use super::{ApiError, MAX_BODY_BYTES};
+
+/// `Json` with rejections in the problem+json shape: malformed JSON, a wrong content type, a
+/// body over the limit and fields that do not fit each get their own code.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        use axum::extract::rejection::JsonRejection;
+        match Json::<T>::from_request(request, state).await {
+            Ok(Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) => {
+                let detail = rejection.body_text();
+                Err(match rejection {
+                    JsonRejection::MissingJsonContentType(_) => ApiError::new(
+                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                        "unsupported_media_type",
+                        "Unsupported media type",
+                        "send the body as application/json",
+                    ),
+                    JsonRejection::JsonSyntaxError(_) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", "Malformed JSON", detail),
+                    JsonRejection::JsonDataError(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", "Invalid request body", detail),
+                    JsonRejection::BytesRejection(_) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "payload_too_large",
+                        "Payload too large",
+                        format!("the request body is over {MAX_BODY_BYTES} bytes"),
+                    ),
+                    _ => ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", "Invalid request body", detail),
+                })
+            }
+        }
+    }
+}
+
+/// `Query` with rejections in the problem+json shape.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(value)| ApiQuery(value))
+            .map_err(|rejection| ApiError::invalid_query(rejection.body_text()))
+    }
+}
+
