@@ -350,12 +350,7 @@ impl Engine {
         let mut verdicts = Vec::new();
         let mut rubric_terms: HashSet<String> = HashSet::new();
         for (point, point_vector) in rubric.key_points.iter().zip(&rubric.key_point_vectors) {
-            let (best_passage, similarity) = passage_vectors
-                .iter()
-                .enumerate()
-                .map(|(i, v)| (i, cosine(point_vector, v)))
-                .max_by(|a, b| a.1.total_cmp(&b.1))
-                .map_or((None, 0.0), |(i, s)| (Some(i), s));
+            let similarity = passage_vectors.iter().map(|v| cosine(point_vector, v)).fold(0.0, f32::max);
             let point_terms: HashSet<String> = lexical::terms(point).into_iter().filter(|t| !question_terms.contains(t)).collect();
             let term_coverage = if point_terms.is_empty() {
                 0.0
@@ -371,7 +366,13 @@ impl Engine {
             } else {
                 Coverage::Missed
             };
-            let evidence = best_passage.map(|i| passages[i].clone());
+            // Similarity counts pairs of sentences (a point may span two), but the evidence shown
+            // is the single sentence closest to the point.
+            let evidence = passage_vectors[..answer_sentences.len()]
+                .iter()
+                .zip(&answer_sentences)
+                .max_by(|a, b| cosine(point_vector, a.0).total_cmp(&cosine(point_vector, b.0)))
+                .map(|(_, sentence)| sentence.clone());
             verdicts.push(KeyPointVerdict {
                 point: point.clone(),
                 covered,
