@@ -25,7 +25,7 @@ const COVERED: f32 = 0.7;
 const PARTIALLY_COVERED: f32 = 0.58;
 /// Scores of answers flagged as not answering at all stay below this.
 const FLAGGED_CEILING: f32 = 25.0;
-/// A passage states a misconception when it is this close to it and this much closer to it than
+/// A sentence states a misconception when it is this close to it and this much closer to it than
 /// to any key point (chosen on the training split of eval/answers.toml: the embedding sees topic
 /// better than truth, so the bar is high to keep correct answers from being flagged).
 const MISCONCEPTION_MATCH: f32 = 0.85;
@@ -142,8 +142,8 @@ pub struct Signals {
     pub term_coverage: f32,
     /// Similarity to this question's reference minus the best other question's.
     pub topic_margin: f32,
-    /// Best similarity of an answer passage to one of the question's misconceptions, and how
-    /// much closer that passage is to the misconception than to any key point.
+    /// Best similarity of an answer sentence to one of the question's misconceptions, and how
+    /// much closer that sentence is to the misconception than to any key point.
     pub misconception_similarity: f32,
     pub misconception_margin: f32,
     /// 1 when the answer states a known misconception (the `contradiction` flag), else 0.
@@ -336,13 +336,11 @@ impl Engine {
 
     fn assess(&self, rubric: &Rubric, answer: &str, model: &ScoreModel) -> Result<Review, Error> {
         let answer_sentences = sentences(answer);
-        let mut passages: Vec<String> = answer_sentences.clone();
-        passages.extend(answer_sentences.windows(2).map(|pair| pair.join(" ")));
-        let mut texts: Vec<&str> = vec![answer];
-        texts.extend(passages.iter().map(String::as_str));
-        let mut vectors = self.embedder.embed(&texts)?.into_iter();
-        let answer_vector = vectors.next().unwrap_or_default();
-        let passage_vectors: Vec<Vec<f32>> = vectors.collect();
+        let texts: Vec<&str> = answer_sentences.iter().map(String::as_str).collect();
+        let sentence_vectors: Vec<Vec<f32>> = if texts.is_empty() { Vec::new() } else { self.embedder.embed(&texts)? };
+        // The whole answer is represented by the mean of its sentences: embedding a 250-token
+        // text costs more than all its short sentences together (attention is quadratic).
+        let answer_vector = mean_direction(&sentence_vectors);
 
         let answer_terms: HashSet<String> = lexical::terms(answer).into_iter().collect();
         let question_terms: HashSet<String> = lexical::terms(rubric.question).into_iter().collect();
@@ -350,7 +348,7 @@ impl Engine {
         let mut verdicts = Vec::new();
         let mut rubric_terms: HashSet<String> = HashSet::new();
         for (point, point_vector) in rubric.key_points.iter().zip(&rubric.key_point_vectors) {
-            let similarity = passage_vectors.iter().map(|v| cosine(point_vector, v)).fold(0.0, f32::max);
+            let similarity = sentence_vectors.iter().map(|v| cosine(point_vector, v)).fold(0.0, f32::max);
             let point_terms: HashSet<String> = lexical::terms(point).into_iter().filter(|t| !question_terms.contains(t)).collect();
             let term_coverage = if point_terms.is_empty() {
                 0.0
@@ -366,9 +364,7 @@ impl Engine {
             } else {
                 Coverage::Missed
             };
-            // Similarity counts pairs of sentences (a point may span two), but the evidence shown
-            // is the single sentence closest to the point.
-            let evidence = passage_vectors[..answer_sentences.len()]
+            let evidence = sentence_vectors
                 .iter()
                 .zip(&answer_sentences)
                 .max_by(|a, b| cosine(point_vector, a.0).total_cmp(&cosine(point_vector, b.0)))
@@ -381,14 +377,14 @@ impl Engine {
                 term_coverage,
             });
         }
-        let passage_point_similarity: Vec<f32> = passage_vectors
+        let sentence_point_similarity: Vec<f32> = sentence_vectors
             .iter()
-            .map(|passage| rubric.key_point_vectors.iter().map(|point| cosine(point, passage)).fold(0.0, f32::max))
+            .map(|vector| rubric.key_point_vectors.iter().map(|point| cosine(point, vector)).fold(0.0, f32::max))
             .collect();
         let mut contradictions = Vec::new();
         let (mut misconception_similarity, mut misconception_margin) = (0.0f32, -1.0f32);
         for (statement, vector) in rubric.misconceptions.iter().zip(&rubric.misconception_vectors) {
-            let Some((passage, similarity)) = passage_vectors
+            let Some((sentence, similarity)) = sentence_vectors
                 .iter()
                 .enumerate()
                 .map(|(i, v)| (i, cosine(vector, v)))
@@ -396,12 +392,12 @@ impl Engine {
             else {
                 continue;
             };
-            let margin = similarity - passage_point_similarity[passage];
+            let margin = similarity - sentence_point_similarity[sentence];
             if similarity > misconception_similarity {
                 (misconception_similarity, misconception_margin) = (similarity, margin);
             }
             if similarity >= MISCONCEPTION_MATCH && margin >= MISCONCEPTION_MARGIN {
-                contradictions.push(Contradiction { misconception: statement.clone(), evidence: passages[passage].clone(), similarity });
+                contradictions.push(Contradiction { misconception: statement.clone(), evidence: answer_sentences[sentence].clone(), similarity });
             }
         }
         if !contradictions.is_empty() {
@@ -477,6 +473,22 @@ impl Engine {
             took_ms: 0.0,
         })
     }
+}
+
+/// The normalised mean of unit vectors (zero when there are none).
+pub fn mean_direction(vectors: &[Vec<f32>]) -> Vec<f32> {
+    let Some(first) = vectors.first() else { return Vec::new() };
+    let mut sum = vec![0.0f32; first.len()];
+    for vector in vectors {
+        for (total, value) in sum.iter_mut().zip(vector) {
+            *total += value;
+        }
+    }
+    let norm = sum.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        sum.iter_mut().for_each(|x| *x /= norm);
+    }
+    sum
 }
 
 /// One number for how well a key point is evidenced: the sentence similarity, lifted a little
