@@ -222,11 +222,15 @@ impl ScoreModel {
     }
 }
 
+/// Whether a flag says the answer does not answer at all (its score is capped, whatever the model says).
+pub fn is_disqualified(flags: &[Flag]) -> bool {
+    flags.iter().any(|f| matches!(f, Flag::TooShort | Flag::RestatesQuestion | Flag::KeywordStuffing | Flag::OffTopic))
+}
+
 /// Final score from the raw model output and the flags.
 pub fn final_score(raw: f32, flags: &[Flag]) -> f32 {
-    let disqualified = flags.iter().any(|f| matches!(f, Flag::TooShort | Flag::RestatesQuestion | Flag::KeywordStuffing | Flag::OffTopic));
     let mut score = raw;
-    if disqualified {
+    if is_disqualified(flags) {
         score = score.min(FLAGGED_CEILING);
     }
     score

@@ -10,7 +10,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, InternalError};
-use crate::review::{final_score, Band, Flag, ScoreModel, Signals, Target};
+use crate::review::{final_score, is_disqualified, Band, Flag, ScoreModel, Signals, Target};
 use crate::search::Engine;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -82,10 +82,6 @@ pub fn observe(engine: &Engine, answers: Vec<LabelledAnswer>) -> Result<Vec<Obse
             })
         })
         .collect()
-}
-
-fn is_disqualified(flags: &[Flag]) -> bool {
-    flags.iter().any(|f| matches!(f, Flag::TooShort | Flag::RestatesQuestion | Flag::KeywordStuffing | Flag::OffTopic))
 }
 
 /// Least-squares fit of `grade / 5` on the features, over the answers no flag disqualifies
