@@ -12,7 +12,7 @@ use tower::ServiceExt;
 
 use crate::common::ENGINE;
 
-fn app() -> axum::Router {
+pub(crate) fn app() -> axum::Router {
     let engine = Engine {
         corpus: ENGINE.corpus.clone(),
         generation: ENGINE.generation.clone(),
@@ -22,7 +22,7 @@ fn app() -> axum::Router {
     router(AppState::new(engine, IndexDir::new(ENGINE.generation.dir.join("../..")), ServerConfig { max_cpu_jobs: 8, ..ServerConfig::default() }))
 }
 
-async fn get(uri: &str) -> (StatusCode, String, Value) {
+pub(crate) async fn get(uri: &str) -> (StatusCode, String, Value) {
     let response = app().oneshot(Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
     let status = response.status();
     let content_type = response.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
@@ -130,7 +130,7 @@ async fn a_real_server_answers_on_a_bound_port() {
     server.abort();
 }
 
-async fn post(uri: &str, content_type: &str, body: impl Into<Body>) -> (StatusCode, String, Value) {
+pub(crate) async fn post(uri: &str, content_type: &str, body: impl Into<Body>) -> (StatusCode, String, Value) {
     let request = Request::post(uri).header("content-type", content_type).body(body.into()).unwrap();
     let response = app().oneshot(request).await.unwrap();
     let status = response.status();

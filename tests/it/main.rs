@@ -11,3 +11,4 @@ mod fusion;
 mod index;
 mod review;
 mod search;
+mod snapshots;
