@@ -13,6 +13,7 @@ use askmark::eval::search::load_queries;
 use askmark::index::IndexDir;
 use askmark::review::Target;
 use askmark::search::{Engine, FusionParams, Mode, SearchRequest};
+use askmark::vectors::VectorBackend;
 
 fn percentile(sorted_ms: &[f64], p: f64) -> f64 {
     let index = ((sorted_ms.len() as f64 - 1.0) * p).round() as usize;
@@ -49,9 +50,10 @@ fn main() {
         Arc::new(FastEmbedder::load(&ModelPaths::under(&repo.join("models")), threads).expect("run scripts/setup-model first"));
     let corpus = Corpus::load_dir(&repo.join("corpus")).expect("corpus loads");
     let index_dir = tempfile::tempdir().expect("temp dir");
-    let index = IndexDir::new(index_dir.path());
+    let backend = VectorBackend::from_env("askmark-bench");
+    let index = IndexDir::new(index_dir.path()).with_backend(backend.clone());
 
-    println!("model threads: {threads}; corpus: {} questions\n", corpus.questions().len());
+    println!("model threads: {threads}; corpus: {} questions; vectors: {backend:?}\n", corpus.questions().len());
     println!("| index build | questions | texts embedded | seconds | questions/s |");
     println!("|---|---|---|---|---|");
     let texts: usize = corpus

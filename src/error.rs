@@ -37,6 +37,9 @@ pub enum InternalError {
     Lexical(#[from] tantivy::TantivyError),
     #[error("vector store: {0}")]
     VectorStore(String),
+    /// The vector store did not answer (a Qdrant server down or unreachable); worth a retry.
+    #[error("vector store unavailable: {0}")]
+    VectorStoreUnavailable(String),
     #[error("model: {0}")]
     Model(String),
     #[error("index: {0}")]

@@ -1,7 +1,11 @@
-//! Index generations: `askmark index` builds a complete generation aside (tantivy, the embedded
-//! vector store, every embedding, a manifest), then swaps the `current` symlink to it in one
-//! rename. Readers hold an `Arc<Generation>` and never see a half-built index. Unchanged
-//! questions (same content hash, same model) reuse the previous generation's embeddings.
+//! Index generations: `askmark index` builds a complete generation aside (tantivy, the vectors,
+//! every embedding, a manifest), then swaps the `current` symlink to it in one rename. Readers
+//! hold an `Arc<Generation>` and never see a half-built index. Unchanged questions (same content
+//! hash, same model) reuse the previous generation's embeddings.
+//!
+//! Vectors live in a qdrant-edge shard inside the generation folder, or on a Qdrant server in a
+//! collection named by the corpus and model (so replicas building the same corpus share it and
+//! re-indexing is idempotent); the server alias then moves to it atomically.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -16,7 +20,7 @@ use crate::corpus::{Corpus, Question};
 use crate::embed::{Embedder, ModelInfo};
 use crate::error::InternalError;
 use crate::lexical::LexicalIndex;
-use crate::vectors::{EdgeStore, PointPayload, VectorPoint, VectorStore};
+use crate::vectors::{EdgeStore, PointPayload, QdrantConfig, QdrantStore, VectorBackend, VectorPoint, VectorStore};
 
 /// Bumped when the on-disk layout changes; a different format forces a rebuild.
 const FORMAT_VERSION: u32 = 2;
@@ -34,6 +38,18 @@ pub struct Manifest {
     pub reused_questions: usize,
     pub built_at_unix: u64,
     pub build_ms: u64,
+    #[serde(default)]
+    pub vectors: VectorLocation,
+}
+
+/// Where a generation's vectors are.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "backend", rename_all = "snake_case")]
+pub enum VectorLocation {
+    /// `vectors/` inside the generation folder.
+    #[default]
+    Embedded,
+    Qdrant { url: String, collection: String },
 }
 
 /// Every embedding of one question, so search and review never embed reference text at
@@ -63,6 +79,7 @@ pub struct Generation {
 #[derive(Debug, Clone)]
 pub struct IndexDir {
     root: PathBuf,
+    backend: VectorBackend,
 }
 
 /// Why the current generation cannot serve this corpus and model, if it cannot.
@@ -72,11 +89,32 @@ pub enum Staleness {
     FormatChanged,
     ModelChanged,
     CorpusChanged,
+    BackendChanged,
 }
 
 impl IndexDir {
+    /// An index folder whose generations keep their vectors embedded.
     pub fn new(root: impl Into<PathBuf>) -> IndexDir {
-        IndexDir { root: root.into() }
+        IndexDir { root: root.into(), backend: VectorBackend::Embedded }
+    }
+
+    pub fn with_backend(self, backend: VectorBackend) -> IndexDir {
+        IndexDir { backend, ..self }
+    }
+
+    pub fn backend(&self) -> &VectorBackend {
+        &self.backend
+    }
+
+    /// Whether generations with vectors at `location` belong to this folder's backend.
+    fn serves(&self, location: &VectorLocation) -> bool {
+        match (&self.backend, location) {
+            (VectorBackend::Embedded, VectorLocation::Embedded) => true,
+            (VectorBackend::Qdrant(config), VectorLocation::Qdrant { url, collection }) => {
+                url == &config.url && collection.starts_with(&format!("{}-", config.alias))
+            }
+            _ => false,
+        }
     }
 
     fn current_link(&self) -> PathBuf {
@@ -102,6 +140,8 @@ impl IndexDir {
             Some(Staleness::ModelChanged)
         } else if manifest.corpus_hash != corpus.hash() {
             Some(Staleness::CorpusChanged)
+        } else if !self.serves(&manifest.vectors) {
+            Some(Staleness::BackendChanged)
         } else {
             None
         }
@@ -111,7 +151,7 @@ impl IndexDir {
     pub fn open_current(&self) -> Result<Generation, InternalError> {
         let dir = std::fs::canonicalize(self.current_link())
             .map_err(InternalError::io(format!("no index at {} (run askmark index)", self.current_link().display())))?;
-        open_generation(&dir)
+        self.open_generation(&dir)
     }
 
     /// Builds a generation for `corpus` aside, swaps `current` to it and returns it loaded.
@@ -127,8 +167,8 @@ impl IndexDir {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         let name = format!("{}-{}", now.as_millis(), &corpus.hash()[..12]);
         let staging = generations.join(format!(".building-{name}"));
-        let result = build_into(&staging, corpus, embedder, previous_embeddings);
-        let (embedded, reused) = match result {
+        let result = self.build_into(&staging, corpus, embedder, previous_embeddings);
+        let (embedded, reused, vectors) = match result {
             Ok(counts) => counts,
             Err(error) => {
                 let _ = std::fs::remove_dir_all(&staging);
@@ -145,6 +185,7 @@ impl IndexDir {
             reused_questions: reused,
             built_at_unix: now.as_secs(),
             build_ms: started.elapsed().as_millis() as u64,
+            vectors,
         };
         write_json(&staging.join("manifest.json"), &manifest)?;
         let final_dir = generations.join(&name);
@@ -152,7 +193,7 @@ impl IndexDir {
         self.swap_current(&name)?;
         self.remove_old_generations(&name);
         info!(questions = manifest.questions, embedded, reused, build_ms = manifest.build_ms, generation = %name, "index built");
-        open_generation(&final_dir)
+        self.open_generation(&final_dir)
     }
 
     /// Points `current` at `generations/<name>` with a rename, which is atomic on POSIX.
@@ -170,28 +211,93 @@ impl IndexDir {
             .filter(|name| !name.starts_with('.') && name != keep)
             .collect();
         names.sort();
-        let excess = names.len().saturating_sub(GENERATIONS_KEPT);
-        for name in &names[..excess] {
+        let (removed, kept) = names.split_at(names.len().saturating_sub(GENERATIONS_KEPT));
+        let collection = |name: &str| match read_manifest(&self.generations().join(name)).ok()?.vectors {
+            VectorLocation::Qdrant { collection, .. } => Some(collection),
+            VectorLocation::Embedded => None,
+        };
+        let in_use: Vec<String> = kept.iter().map(String::as_str).chain([keep]).filter_map(collection).collect();
+        for name in removed {
+            if let (VectorBackend::Qdrant(config), Some(unused)) = (&self.backend, collection(name)) {
+                if !in_use.contains(&unused) {
+                    if let Err(error) = QdrantStore::delete_collection(config, &unused) {
+                        tracing::warn!(%error, collection = %unused, "could not delete an unused Qdrant collection");
+                    }
+                }
+            }
             let _ = std::fs::remove_dir_all(self.generations().join(name));
         }
     }
+
+    /// Builds everything of a generation into `dir`; on a server, the vectors go into the
+    /// corpus's collection and the alias moves to it. Returns (embedded, reused, location).
+    fn build_into(
+        &self,
+        dir: &Path,
+        corpus: &Corpus,
+        embedder: &dyn Embedder,
+        previous: EmbeddingTable,
+    ) -> Result<(usize, usize, VectorLocation), InternalError> {
+        std::fs::create_dir_all(dir).map_err(InternalError::io(format!("create {}", dir.display())))?;
+        LexicalIndex::build(&dir.join("lexical"), corpus.questions())?;
+        let (embeddings, embedded, reused) = embed_corpus(corpus, embedder, previous)?;
+        let points = vector_points(corpus.questions(), &embeddings);
+        let dimension = embedder.model().dimension;
+        let location = match &self.backend {
+            VectorBackend::Embedded => {
+                let store = EdgeStore::create(&dir.join("vectors"), dimension)?;
+                store.upsert(&points)?;
+                store.flush()?;
+                VectorLocation::Embedded
+            }
+            VectorBackend::Qdrant(config) => {
+                let collection = collection_name(&config.alias, corpus, embedder.model());
+                let store = QdrantStore::create(config, &collection, dimension)?;
+                store.upsert(&points)?;
+                store.publish_as(&config.alias)?;
+                VectorLocation::Qdrant { url: config.url.clone(), collection }
+            }
+        };
+        write_json(&dir.join("embeddings.json"), &embeddings)?;
+        Ok((embedded, reused, location))
+    }
+
+    fn open_generation(&self, dir: &Path) -> Result<Generation, InternalError> {
+        let manifest = read_manifest(dir)?;
+        let vectors: Arc<dyn VectorStore> = match (&manifest.vectors, &self.backend) {
+            (VectorLocation::Embedded, _) => Arc::new(EdgeStore::open(&dir.join("vectors"))?),
+            (VectorLocation::Qdrant { url, collection }, VectorBackend::Qdrant(config)) => {
+                let config = QdrantConfig { url: url.clone(), ..config.clone() };
+                Arc::new(QdrantStore::open(&config, collection, manifest.model.dimension)?)
+            }
+            (VectorLocation::Qdrant { url, .. }, VectorBackend::Embedded) => {
+                return Err(InternalError::Index(format!(
+                    "the index in {} keeps its vectors on the Qdrant server at {url}: pass --qdrant-url (or ASKMARK_QDRANT_URL)",
+                    dir.display()
+                )));
+            }
+        };
+        Ok(Generation {
+            dir: dir.to_path_buf(),
+            lexical: LexicalIndex::open(&dir.join("lexical"))?,
+            vectors,
+            embeddings: read_embeddings(dir)?,
+            manifest,
+        })
+    }
 }
 
-fn build_into(
-    dir: &Path,
-    corpus: &Corpus,
-    embedder: &dyn Embedder,
-    previous: EmbeddingTable,
-) -> Result<(usize, usize), InternalError> {
-    std::fs::create_dir_all(dir).map_err(InternalError::io(format!("create {}", dir.display())))?;
-    LexicalIndex::build(&dir.join("lexical"), corpus.questions())?;
-    let (embeddings, embedded, reused) = embed_corpus(corpus, embedder, previous)?;
-    let store = EdgeStore::create(&dir.join("vectors"), embedder.model().dimension)?;
-    store.upsert(&vector_points(corpus.questions(), &embeddings))?;
-    store.flush()?;
-    drop(store);
-    write_json(&dir.join("embeddings.json"), &embeddings)?;
-    Ok((embedded, reused))
+/// The collection of one corpus and model: `<alias>-<16 hex digits>`.
+fn collection_name(alias: &str, corpus: &Corpus, model: &ModelInfo) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{}\n{}\n{}\n{}", corpus.hash(), model.id, model.dimension, model.onnx_sha256));
+    let hex: String = digest.iter().take(8).map(|byte| format!("{byte:02x}")).collect();
+    format!("{alias}-{hex}")
+}
+
+fn read_manifest(dir: &Path) -> Result<Manifest, InternalError> {
+    let bytes = std::fs::read(dir.join("manifest.json")).map_err(InternalError::io(format!("read manifest in {}", dir.display())))?;
+    serde_json::from_slice(&bytes).map_err(|error| InternalError::Index(format!("invalid manifest in {}: {error}", dir.display())))
 }
 
 /// Embeds every question whose content changed; reuses the rest.
@@ -267,20 +373,6 @@ pub fn vector_points(questions: &[Question], embeddings: &EmbeddingTable) -> Vec
             })
         })
         .collect()
-}
-
-fn open_generation(dir: &Path) -> Result<Generation, InternalError> {
-    let manifest: Manifest = serde_json::from_slice(
-        &std::fs::read(dir.join("manifest.json")).map_err(InternalError::io(format!("read manifest in {}", dir.display())))?,
-    )
-    .map_err(|error| InternalError::Index(format!("invalid manifest in {}: {error}", dir.display())))?;
-    Ok(Generation {
-        dir: dir.to_path_buf(),
-        manifest,
-        lexical: LexicalIndex::open(&dir.join("lexical"))?,
-        vectors: Arc::new(EdgeStore::open(&dir.join("vectors"))?),
-        embeddings: read_embeddings(dir)?,
-    })
 }
 
 fn read_embeddings(dir: &Path) -> Result<EmbeddingTable, InternalError> {

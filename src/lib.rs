@@ -24,9 +24,8 @@ use search::{Engine, FusionParams};
 
 /// Loads the corpus and opens its index, building a new generation first when the current one
 /// is missing or was built from another corpus or model.
-pub fn open_engine(corpus_dir: &Path, index_dir: &Path, embedder: Arc<dyn Embedder>) -> Result<Engine, Error> {
+pub fn open_engine(corpus_dir: &Path, index: &IndexDir, embedder: Arc<dyn Embedder>) -> Result<Engine, Error> {
     let corpus = Corpus::load_dir(corpus_dir).map_err(UserError::InvalidEntry)?;
-    let index = IndexDir::new(index_dir);
     let generation = match index.staleness(&corpus, embedder.model()) {
         None => index.open_current()?,
         Some(reason) => {

@@ -17,7 +17,7 @@ use askmark::eval::{review as review_eval, search as search_eval};
 use askmark::index::IndexDir;
 use askmark::review::{final_score, Band, Coverage, ScoreModel, Target};
 use askmark::search::{Engine, Mode, SearchRequest};
-use askmark::vectors::SearchFilter;
+use askmark::vectors::{QdrantConfig, SearchFilter, VectorBackend};
 
 /// Search, related follow-ups and answer review for Python interview questions.
 #[derive(Parser)]
@@ -43,6 +43,29 @@ struct Paths {
     /// Threads ONNX Runtime may use for one embedding call.
     #[arg(long, env = "ASKMARK_MODEL_THREADS", default_value_t = 1, global = true)]
     model_threads: usize,
+    /// Keep vectors on this Qdrant server (gRPC, e.g. http://localhost:6334; https for TLS)
+    /// instead of the embedded store.
+    #[arg(long, env = "ASKMARK_QDRANT_URL", global = true)]
+    qdrant_url: Option<String>,
+    #[arg(long, env = "ASKMARK_QDRANT_API_KEY", global = true, hide_env_values = true)]
+    qdrant_api_key: Option<String>,
+    /// Alias naming the current collection on the server; collections are `<alias>-<hash>`.
+    #[arg(long, env = "ASKMARK_QDRANT_COLLECTION", default_value = "askmark", global = true)]
+    qdrant_collection: String,
+}
+
+impl Paths {
+    fn index_dir(&self) -> IndexDir {
+        let backend = match &self.qdrant_url {
+            Some(url) => VectorBackend::Qdrant(QdrantConfig {
+                url: url.clone(),
+                api_key: self.qdrant_api_key.clone().filter(|key| !key.is_empty()),
+                alias: self.qdrant_collection.clone(),
+            }),
+            None => VectorBackend::Embedded,
+        };
+        IndexDir::new(&self.index).with_backend(backend)
+    }
 }
 
 #[derive(Subcommand)]
@@ -159,12 +182,12 @@ fn main() -> anyhow::Result<()> {
     let load_embedder = || -> anyhow::Result<Arc<dyn Embedder>> {
         Ok(Arc::new(FastEmbedder::load(&ModelPaths::under(&paths.models), paths.model_threads)?))
     };
-    let open = || -> anyhow::Result<Engine> { Ok(askmark::open_engine(&paths.corpus, &paths.index, load_embedder()?)?) };
+    let open = || -> anyhow::Result<Engine> { Ok(askmark::open_engine(&paths.corpus, &paths.index_dir(), load_embedder()?)?) };
     match cli.command {
         Command::Index { force } => {
             let corpus = Corpus::load_dir(&paths.corpus)?;
             let embedder = load_embedder()?;
-            let index = IndexDir::new(&paths.index);
+            let index = paths.index_dir();
             if !force && index.staleness(&corpus, embedder.model()).is_none() {
                 println!("index is up to date ({} questions)", corpus.questions().len());
                 return Ok(());
@@ -210,7 +233,7 @@ fn main() -> anyhow::Result<()> {
                 cors_origins,
                 request_timeout: Duration::from_secs(request_timeout),
             };
-            serve(engine, IndexDir::new(&paths.index), addr, config)?;
+            serve(engine, paths.index_dir(), addr, config)?;
         }
         Command::Review { question, answer_file, json } => {
             let answer = if answer_file.as_os_str() == "-" {

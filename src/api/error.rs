@@ -103,6 +103,15 @@ impl From<InternalError> for ApiError {
                 tracing::error!(error = %error, "internal error");
                 ApiError::internal()
             }
+            InternalError::VectorStoreUnavailable(_) => {
+                tracing::error!(error = %error, "vector store unavailable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "vector_store_unavailable",
+                    "Vector store unavailable",
+                    "the vector store did not answer; lexical search still works (mode=lexical); retry shortly",
+                )
+            }
         }
     }
 }

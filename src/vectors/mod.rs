@@ -3,13 +3,37 @@
 //! This module stores and finds vectors; it never computes embeddings.
 
 mod edge;
+mod server;
 
 pub use edge::EdgeStore;
+pub use server::{QdrantConfig, QdrantStore};
 
 use serde::Serialize;
 
 use crate::corpus::Difficulty;
 use crate::error::InternalError;
+
+/// Where index generations keep their vectors.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum VectorBackend {
+    /// A qdrant-edge shard inside each generation folder: no server to run.
+    #[default]
+    Embedded,
+    /// One collection per generation on a Qdrant server or cluster.
+    Qdrant(QdrantConfig),
+}
+
+impl VectorBackend {
+    /// The backend `ASKMARK_QDRANT_URL` and `ASKMARK_QDRANT_API_KEY` select (for the benchmark and
+    /// tests; the CLI reads the same variables through its flags), with collections under `alias`.
+    pub fn from_env(alias: &str) -> VectorBackend {
+        let var = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+        match var("ASKMARK_QDRANT_URL") {
+            Some(url) => VectorBackend::Qdrant(QdrantConfig { url, api_key: var("ASKMARK_QDRANT_API_KEY"), alias: alias.to_string() }),
+            None => VectorBackend::Embedded,
+        }
+    }
+}
 
 /// The two named vectors of every point.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,7 +2,6 @@
 
 
 use askmark::api::{router, AppState, ServerConfig};
-use askmark::index::IndexDir;
 use askmark::search::Engine;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -19,7 +18,7 @@ pub(crate) fn app() -> axum::Router {
         embedder: ENGINE.embedder.clone(),
         fusion: ENGINE.fusion,
     };
-    router(AppState::new(engine, IndexDir::new(ENGINE.generation.dir.join("../..")), ServerConfig { max_cpu_jobs: 8, ..ServerConfig::default() }))
+    router(AppState::new(engine, crate::common::index_dir(&ENGINE.generation.dir.join("../..")), ServerConfig { max_cpu_jobs: 8, ..ServerConfig::default() }))
 }
 
 pub(crate) async fn get(uri: &str) -> (StatusCode, String, Value) {
@@ -193,7 +192,7 @@ fn app_with(config: ServerConfig) -> axum::Router {
         embedder: ENGINE.embedder.clone(),
         fusion: ENGINE.fusion,
     };
-    router(AppState::new(engine, IndexDir::new(ENGINE.generation.dir.join("../..")), config))
+    router(AppState::new(engine, crate::common::index_dir(&ENGINE.generation.dir.join("../..")), config))
 }
 
 fn review_request() -> Request<Body> {

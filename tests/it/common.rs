@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock};
 
 use askmark::embed::{Embedder, FastEmbedder, ModelPaths};
+use askmark::index::IndexDir;
 use askmark::search::Engine;
+use askmark::vectors::{QdrantConfig, VectorBackend};
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -15,10 +17,28 @@ pub static EMBEDDER: LazyLock<Arc<dyn Embedder>> = LazyLock::new(|| {
     Arc::new(FastEmbedder::load(&paths, 2).expect("the model is set up (run scripts/setup-model)"))
 });
 
+/// The backend under test: a Qdrant server when `ASKMARK_QDRANT_URL` is set, else the embedded
+/// store. Each test run uses its own alias, so runs never share collections.
+pub static BACKEND: LazyLock<VectorBackend> =
+    LazyLock::new(|| VectorBackend::from_env(&format!("askmark-test-{}", std::process::id())));
+
+/// The server's settings when the tests run against one.
+pub fn server() -> Option<QdrantConfig> {
+    match &*BACKEND {
+        VectorBackend::Qdrant(config) => Some(config.clone()),
+        VectorBackend::Embedded => None,
+    }
+}
+
+/// An index folder on the backend under test.
+pub fn index_dir(path: &Path) -> IndexDir {
+    IndexDir::new(path).with_backend(BACKEND.clone())
+}
+
 /// The real corpus indexed into a temporary folder that lives as long as the test binary.
 pub static ENGINE: LazyLock<Arc<Engine>> = LazyLock::new(|| {
-    let index_dir = Box::leak(Box::new(tempfile::tempdir().expect("temp dir")));
-    let engine = askmark::open_engine(&repo().join("corpus"), index_dir.path(), EMBEDDER.clone()).expect("engine opens");
+    let folder = Box::leak(Box::new(tempfile::tempdir().expect("temp dir")));
+    let engine = askmark::open_engine(&repo().join("corpus"), &index_dir(folder.path()), EMBEDDER.clone()).expect("engine opens");
     Arc::new(engine)
 });
 

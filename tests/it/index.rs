@@ -5,7 +5,7 @@ use askmark::embed::{Embedder, ModelInfo};
 use askmark::error::InternalError;
 use askmark::index::{IndexDir, Staleness};
 
-use crate::common::{fixture_corpus, EMBEDDER};
+use crate::common::{self, fixture_corpus, EMBEDDER};
 
 fn generation_names(index: &std::path::Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(index.join("generations"))
@@ -27,7 +27,7 @@ fn change_first_answer(corpus_dir: &std::path::Path) {
 fn a_rebuild_embeds_only_the_questions_that_changed() {
     let corpus_dir = fixture_corpus("09-concurrency.toml");
     let index_dir = tempfile::tempdir().unwrap();
-    let index = IndexDir::new(index_dir.path());
+    let index = common::index_dir(index_dir.path());
     let corpus = Corpus::load_dir(corpus_dir.path()).unwrap();
     let first = index.build(&corpus, EMBEDDER.as_ref()).unwrap();
     let total = corpus.questions().len();
@@ -86,9 +86,9 @@ fn a_failed_build_leaves_the_current_index_untouched() {
 fn opening_an_up_to_date_index_does_not_rebuild_it() {
     let corpus_dir = fixture_corpus("08-advanced.toml");
     let index_dir = tempfile::tempdir().unwrap();
-    askmark::open_engine(corpus_dir.path(), index_dir.path(), EMBEDDER.clone()).unwrap();
+    askmark::open_engine(corpus_dir.path(), &common::index_dir(index_dir.path()), EMBEDDER.clone()).unwrap();
     let after_first = generation_names(index_dir.path());
-    let engine = askmark::open_engine(corpus_dir.path(), index_dir.path(), EMBEDDER.clone()).unwrap();
+    let engine = askmark::open_engine(corpus_dir.path(), &common::index_dir(index_dir.path()), EMBEDDER.clone()).unwrap();
     assert_eq!(generation_names(index_dir.path()), after_first);
     assert_eq!(after_first.len(), 1);
     assert_eq!(engine.generation.manifest.model, *EMBEDDER.model());

@@ -11,4 +11,5 @@ mod fusion;
 mod index;
 mod review;
 mod search;
+mod server;
 mod snapshots;
