@@ -116,13 +116,31 @@ impl FastEmbedder {
     }
 }
 
+/// Texts per model call.
+const BATCH: usize = 8;
+
 impl Embedder for FastEmbedder {
+    /// Texts go to the model shortest first, `BATCH` at a time: a batch is padded to its longest
+    /// text, so one long sentence (a code line, a list) no longer makes every short sentence of an
+    /// answer pay for its length.
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, InternalError> {
         let mut model = self.model.lock().map_err(|_| InternalError::Model("embedding model lock poisoned".into()))?;
         let started = std::time::Instant::now();
-        let vectors = model
-            .embed(texts, Some(32))
-            .map_err(|error| InternalError::Model(format!("embedding failed: {error}")))?;
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&position| texts[position].len());
+        let mut vectors = vec![Vec::new(); texts.len()];
+        for positions in order.chunks(BATCH) {
+            let batch: Vec<&str> = positions.iter().map(|&position| texts[position]).collect();
+            let embedded = model
+                .embed(&batch, Some(BATCH))
+                .map_err(|error| InternalError::Model(format!("embedding failed: {error}")))?;
+            if embedded.len() != batch.len() {
+                return Err(InternalError::Model(format!("the model returned {} embeddings for {} texts", embedded.len(), batch.len())));
+            }
+            for (&position, vector) in positions.iter().zip(embedded) {
+                vectors[position] = vector;
+            }
+        }
         metrics::histogram!("askmark_embedding_seconds").record(started.elapsed().as_secs_f64());
         metrics::counter!("askmark_embedded_texts_total").increment(texts.len() as u64);
         debug_assert!(vectors.iter().all(|v| v.len() == self.info.dimension));

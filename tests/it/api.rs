@@ -1,8 +1,14 @@
 //! The real router over the real index, driven with `oneshot`, plus one request on a bound port.
 
 
+use std::sync::Arc;
+
 use askmark::api::{router, AppState, ServerConfig};
+use askmark::error::InternalError;
+use askmark::index::Generation;
+use askmark::lexical::LexicalIndex;
 use askmark::search::Engine;
+use askmark::vectors::{SearchFilter, VectorName};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
@@ -287,4 +293,58 @@ async fn the_question_list_pages_and_filters() {
     assert!(body["items"].as_array().unwrap().iter().all(|i| i["topic"] == "concurrency"));
     assert_problem("/v1/questions?limit=0", StatusCode::BAD_REQUEST, "invalid_query").await;
     assert_problem("/v1/questions?topic=cooking", StatusCode::BAD_REQUEST, "invalid_filter").await;
+}
+
+/// A vector store whose server does not answer, as `QdrantStore` reports it when Qdrant is down.
+struct UnreachableStore;
+
+impl askmark::vectors::VectorStore for UnreachableStore {
+    fn upsert(&self, _: &[askmark::vectors::VectorPoint]) -> Result<(), InternalError> {
+        Err(unreachable_error())
+    }
+    fn delete(&self, _: &[String]) -> Result<(), InternalError> {
+        Err(unreachable_error())
+    }
+    fn search(&self, _: VectorName, _: &[f32], _: &SearchFilter, _: usize) -> Result<Vec<askmark::vectors::VectorHit>, InternalError> {
+        Err(unreachable_error())
+    }
+    fn count(&self) -> Result<usize, InternalError> {
+        Err(unreachable_error())
+    }
+    fn flush(&self) -> Result<(), InternalError> {
+        Ok(())
+    }
+    fn describe(&self) -> String {
+        "qdrant server at http://127.0.0.1:1 (down)".into()
+    }
+}
+
+fn unreachable_error() -> InternalError {
+    InternalError::VectorStoreUnavailable("Qdrant at http://127.0.0.1:1: transport error".into())
+}
+
+#[tokio::test]
+async fn without_its_vector_store_a_replica_degrades_to_lexical_search_and_is_not_ready() {
+    let generation = &ENGINE.generation;
+    let degraded = Generation {
+        dir: generation.dir.clone(),
+        manifest: generation.manifest.clone(),
+        lexical: LexicalIndex::open(&generation.dir.join("lexical")).unwrap(),
+        vectors: Arc::new(UnreachableStore),
+        embeddings: generation.embeddings.clone(),
+    };
+    let engine = Engine { corpus: ENGINE.corpus.clone(), generation: Arc::new(degraded), embedder: ENGINE.embedder.clone(), fusion: ENGINE.fusion };
+    let app = router(AppState::new(engine, crate::common::index_dir(&generation.dir.join("../..")), ServerConfig::default()));
+    let send = |uri: &str| app.clone().oneshot(Request::get(uri).body(Body::empty()).unwrap());
+
+    let hybrid = send("/v1/search?q=what+is+the+gil").await.unwrap();
+    assert_eq!(hybrid.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(hybrid.headers()["retry-after"], "1");
+    let body: Value = serde_json::from_slice(&hybrid.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(body["code"], "vector_store_unavailable", "{body}");
+
+    let lexical = send("/v1/search?q=what+is+the+gil&mode=lexical").await.unwrap();
+    assert_eq!(lexical.status(), StatusCode::OK);
+    let ready = send("/readyz").await.unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
 }
