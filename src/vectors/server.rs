@@ -68,10 +68,12 @@ pub struct QdrantStore {
 fn is_transient(error: &QdrantError) -> bool {
     match error {
         QdrantError::ResourceExhaustedError { .. } => true,
-        QdrantError::ResponseError { status } => matches!(
-            status.code(),
-            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Aborted | tonic::Code::Unknown
-        ),
+        QdrantError::ResponseError { status } => match status.code() {
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Aborted | tonic::Code::Unknown => true,
+            // qdrant-client reports a refused or failed connection as Internal.
+            tonic::Code::Internal => status.message().starts_with("Failed to connect"),
+            _ => false,
+        },
         _ => false,
     }
 }

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use askmark::corpus::Corpus;
+use askmark::error::InternalError;
 use askmark::index::{IndexDir, VectorLocation};
 use askmark::search::Engine;
 use askmark::vectors::{QdrantConfig, QdrantStore, SearchFilter, VectorBackend, VectorName, VectorStore};
@@ -38,6 +39,7 @@ fn an_unreachable_server_is_a_clear_error() {
     let error = index.build(&corpus, EMBEDDER.as_ref()).err().expect("no server, no index");
     let message = error.to_string();
     assert!(message.contains(&format!("Qdrant at {}", config.url)), "{message}");
+    assert!(matches!(error, InternalError::VectorStoreUnavailable(_)), "a refused connection is worth a retry: {error:?}");
     assert!(index.current_manifest().is_none(), "nothing is swapped in");
 }
 
