@@ -13,7 +13,8 @@ COPY . .
 # reuses them, so it only uploads vectors when it starts.
 RUN scripts/setup-model \
  && cargo build --release --locked \
- && target/release/askmark index
+ && target/release/askmark index \
+ && strip --strip-debug -o /askmark target/release/askmark
 
 FROM debian:bookworm-slim
 RUN apt-get update \
@@ -21,7 +22,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home-dir /app askmark
 WORKDIR /app
-COPY --from=build /src/target/release/askmark /usr/local/bin/askmark
+COPY --from=build /askmark /usr/local/bin/askmark
 COPY --from=build /src/models/manifest.json models/manifest.json
 COPY --from=build /src/models/onnxruntime models/onnxruntime
 COPY --from=build /src/models/all-MiniLM-L6-v2 models/all-MiniLM-L6-v2
