@@ -102,10 +102,6 @@ impl IndexDir {
         IndexDir { backend, ..self }
     }
 
-    pub fn backend(&self) -> &VectorBackend {
-        &self.backend
-    }
-
     /// Whether generations with vectors at `location` belong to this folder's backend.
     fn serves(&self, location: &VectorLocation) -> bool {
         match (&self.backend, location) {

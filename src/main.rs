@@ -56,7 +56,7 @@ struct Paths {
 
 impl Paths {
     fn index_dir(&self) -> IndexDir {
-        let backend = match &self.qdrant_url {
+        let backend = match self.qdrant_url.as_ref().filter(|url| !url.is_empty()) {
             Some(url) => VectorBackend::Qdrant(QdrantConfig {
                 url: url.clone(),
                 api_key: self.qdrant_api_key.clone().filter(|key| !key.is_empty()),

@@ -19,7 +19,7 @@ pub enum VectorBackend {
     /// A qdrant-edge shard inside each generation folder: no server to run.
     #[default]
     Embedded,
-    /// One collection per generation on a Qdrant server or cluster.
+    /// A Qdrant server or cluster: one collection per corpus and model, behind an alias.
     Qdrant(QdrantConfig),
 }
 
