@@ -117,9 +117,12 @@ enum Command {
     Serve {
         #[arg(long, env = "ASKMARK_ADDR", default_value = "127.0.0.1:8080")]
         addr: SocketAddr,
-        /// Embedding/search jobs admitted at once before answering 503 overloaded.
-        #[arg(long, env = "ASKMARK_MAX_CPU_JOBS", default_value_t = 32)]
+        /// Embedding/search jobs running at once.
+        #[arg(long, env = "ASKMARK_MAX_CPU_JOBS", default_value_t = 8)]
         max_cpu_jobs: usize,
+        /// Milliseconds a request may wait for a job slot before it is answered 503 overloaded.
+        #[arg(long, env = "ASKMARK_QUEUE_TIMEOUT_MS", default_value_t = 100)]
+        queue_timeout_ms: u64,
         /// Comma-separated bearer keys allowed to write questions; none means writes are refused.
         #[arg(long, env = "ASKMARK_API_KEYS", value_delimiter = ',', hide_env_values = true)]
         api_keys: Vec<String>,
@@ -224,10 +227,11 @@ fn main() -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Serve { addr, max_cpu_jobs, api_keys, reviews_per_minute, cors_origins, request_timeout } => {
+        Command::Serve { addr, max_cpu_jobs, queue_timeout_ms, api_keys, reviews_per_minute, cors_origins, request_timeout } => {
             let engine = open()?;
             let config = ServerConfig {
                 max_cpu_jobs,
+                queue_timeout: Duration::from_millis(queue_timeout_ms),
                 api_keys: api_keys.into_iter().filter(|key| !key.is_empty()).collect(),
                 reviews_per_minute,
                 cors_origins,

@@ -42,8 +42,11 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// What an operator can tune; every field has a flag and an environment variable in `main.rs`.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// Embedding/search jobs admitted at once (running plus waiting for a core).
+    /// Embedding/search jobs running at once.
     pub max_cpu_jobs: usize,
+    /// How long a request may wait for a free job slot before it is answered 503 overloaded:
+    /// a short, bounded queue, so a burst is served instead of bounced, and a flood is not.
+    pub queue_timeout: Duration,
     /// Bearer keys allowed to write; empty means writes are refused.
     pub api_keys: Vec<String>,
     /// Reviews one client may request per minute.
@@ -56,7 +59,8 @@ pub struct ServerConfig {
 impl Default for ServerConfig {
     fn default() -> ServerConfig {
         ServerConfig {
-            max_cpu_jobs: 32,
+            max_cpu_jobs: 8,
+            queue_timeout: Duration::from_millis(100),
             api_keys: Vec::new(),
             reviews_per_minute: NonZeroU32::new(60).expect("non-zero"),
             cors_origins: Vec::new(),
@@ -97,16 +101,18 @@ impl AppState {
         *self.engine.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(engine);
     }
 
-    /// Runs CPU-bound work on the blocking pool, with the caller's tracing span, if a permit is free.
+    /// Runs CPU-bound work on the blocking pool, with the caller's tracing span, once a permit is
+    /// free; 503 overloaded when none frees up within the queue timeout.
     async fn run_cpu<T, F>(&self, work: F) -> Result<T, ApiError>
     where
         F: FnOnce(&Engine) -> Result<T, ApiError> + Send + 'static,
         T: Send + 'static,
     {
-        let permit = self.cpu_permits.clone().try_acquire_owned().map_err(|_| {
+        let waiting = tokio::time::timeout(self.config.queue_timeout, self.cpu_permits.clone().acquire_owned());
+        let Ok(Ok(permit)) = waiting.await else {
             metrics::counter!("askmark_overloaded_total").increment(1);
-            ApiError::overloaded()
-        })?;
+            return Err(ApiError::overloaded());
+        };
         let engine = self.engine();
         let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
