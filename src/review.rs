@@ -351,8 +351,15 @@ impl Engine {
         let mut flags = Vec::new();
         let mut verdicts = Vec::new();
         let mut rubric_terms: HashSet<String> = HashSet::new();
-        for (point, point_vector) in rubric.key_points.iter().zip(&rubric.key_point_vectors) {
-            let similarity = sentence_vectors.iter().map(|v| cosine(point_vector, v)).fold(0.0, f32::max);
+        // Cosine of every key point (rows) with every sentence (columns), computed once.
+        let point_sentence: Vec<Vec<f32>> = rubric
+            .key_point_vectors
+            .iter()
+            .map(|point| sentence_vectors.iter().map(|sentence| cosine(point, sentence)).collect())
+            .collect();
+        for (point, similarities) in rubric.key_points.iter().zip(&point_sentence) {
+            let closest = similarities.iter().copied().enumerate().max_by(|a, b| a.1.total_cmp(&b.1));
+            let similarity = closest.map_or(0.0, |(_, similarity)| similarity.max(0.0));
             let point_terms: HashSet<String> = lexical::terms(point).into_iter().filter(|t| !question_terms.contains(t)).collect();
             let term_coverage = if point_terms.is_empty() {
                 0.0
@@ -368,11 +375,7 @@ impl Engine {
             } else {
                 Coverage::Missed
             };
-            let evidence = sentence_vectors
-                .iter()
-                .zip(&answer_sentences)
-                .max_by(|a, b| cosine(point_vector, a.0).total_cmp(&cosine(point_vector, b.0)))
-                .map(|(_, sentence)| sentence.clone());
+            let evidence = closest.map(|(sentence, _)| answer_sentences[sentence].clone());
             verdicts.push(KeyPointVerdict {
                 point: point.clone(),
                 covered,
@@ -381,10 +384,8 @@ impl Engine {
                 term_coverage,
             });
         }
-        let sentence_point_similarity: Vec<f32> = sentence_vectors
-            .iter()
-            .map(|vector| rubric.key_point_vectors.iter().map(|point| cosine(point, vector)).fold(0.0, f32::max))
-            .collect();
+        let sentence_point_similarity: Vec<f32> =
+            (0..sentence_vectors.len()).map(|sentence| point_sentence.iter().map(|row| row[sentence]).fold(0.0, f32::max)).collect();
         let mut contradictions = Vec::new();
         let (mut misconception_similarity, mut misconception_margin) = (0.0f32, -1.0f32);
         for (statement, vector) in rubric.misconceptions.iter().zip(&rubric.misconception_vectors) {
