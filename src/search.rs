@@ -185,6 +185,7 @@ pub struct RelatedHit {
 }
 
 /// Everything a query needs: the corpus, one loaded generation and the model.
+#[derive(Clone)]
 pub struct Engine {
     pub corpus: Arc<Corpus>,
     pub generation: Arc<Generation>,

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
-use super::{ApiError, ApiJson, AppState};
+use super::{on_blocking_pool, ApiError, ApiJson, AppState};
 use crate::corpus::{Corpus, QuestionEntry};
 use crate::error::{InternalError, UserError};
 use crate::search::Engine;
@@ -88,16 +88,7 @@ impl AppState {
     async fn write(self: Arc<Self>, change: Change) -> Result<(), ApiError> {
         let _one_writer = self.writes.lock().await;
         let state = self.clone();
-        let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || {
-            let _entered = span.enter();
-            state.apply(change)
-        })
-        .await
-        .map_err(|join_error| {
-            tracing::error!(error = %join_error, "write task failed");
-            ApiError::internal()
-        })?
+        on_blocking_pool(move || state.apply(change)).await
     }
 }
 

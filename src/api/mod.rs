@@ -1,6 +1,6 @@
 //! The HTTP layer: thin axum handlers over the core `Engine`. CPU work (embedding, index search)
-//! runs on the blocking pool behind a bounded number of permits; when they are all taken the
-//! request gets a fast 503 `overloaded` instead of waiting in an unbounded queue. Admin writes
+//! runs on the blocking pool behind a bounded number of permits; a request waits for one at most
+//! the queue timeout, then gets a 503 `overloaded` instead of waiting in an unbounded queue. Admin writes
 //! build a new index generation aside and swap the engine, so readers see the old or the new
 //! corpus, never half of one.
 
@@ -114,18 +114,25 @@ impl AppState {
             return Err(ApiError::overloaded());
         };
         let engine = self.engine();
-        let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || {
-            let _entered = span.enter();
+        on_blocking_pool(move || {
             let _permit = permit;
             work(&engine)
         })
         .await
-        .map_err(|join_error| {
-            tracing::error!(error = %join_error, "blocking task failed");
-            ApiError::internal()
-        })?
     }
+}
+
+/// Runs `work` on the blocking pool inside the caller's tracing span.
+async fn on_blocking_pool<T, F>(work: F) -> Result<T, ApiError>
+where
+    F: FnOnce() -> Result<T, ApiError> + Send + 'static,
+    T: Send + 'static,
+{
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(work)).await.map_err(|join_error| {
+        tracing::error!(error = %join_error, "blocking task failed");
+        ApiError::internal()
+    })?
 }
 
 fn record_index_size(engine: &Engine) {

@@ -103,7 +103,7 @@ fn invalid_filter(detail: impl Into<String>) -> ApiError {
 #[utoipa::path(get, path = "/v1/search", params(SearchParams), responses(
     (status = 200, body = SearchResults),
     (status = 400, description = "invalid_query or invalid_filter", body = super::error::Problem),
-    (status = 503, description = "overloaded", body = super::error::Problem),
+    (status = 503, description = "overloaded, or vector_store_unavailable (use mode=lexical)", body = super::error::Problem),
 ))]
 pub(super) async fn search(State(state): State<Arc<AppState>>, ApiQuery(params): ApiQuery<SearchParams>) -> Result<Json<SearchResults>, ApiError> {
     let request = params.into_request()?;
@@ -265,6 +265,7 @@ pub(super) struct Related {
 #[utoipa::path(get, path = "/v1/questions/{id}/related", params(("id" = String, Path), RelatedParams), responses(
     (status = 200, body = Related),
     (status = 404, description = "question_not_found", body = super::error::Problem),
+    (status = 503, description = "overloaded, or vector_store_unavailable", body = super::error::Problem),
 ))]
 pub(super) async fn related(
     State(state): State<Arc<AppState>>,

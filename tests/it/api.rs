@@ -18,13 +18,7 @@ use tower::ServiceExt;
 use crate::common::ENGINE;
 
 pub(crate) fn app() -> axum::Router {
-    let engine = Engine {
-        corpus: ENGINE.corpus.clone(),
-        generation: ENGINE.generation.clone(),
-        embedder: ENGINE.embedder.clone(),
-        fusion: ENGINE.fusion,
-    };
-    router(AppState::new(engine, crate::common::index_dir(&ENGINE.generation.dir.join("../..")), ServerConfig::default()))
+    app_with(ServerConfig::default())
 }
 
 pub(crate) async fn get(uri: &str) -> (StatusCode, String, Value) {
@@ -192,13 +186,7 @@ async fn bad_review_requests_are_problems_with_stable_codes() {
 }
 
 fn app_with(config: ServerConfig) -> axum::Router {
-    let engine = Engine {
-        corpus: ENGINE.corpus.clone(),
-        generation: ENGINE.generation.clone(),
-        embedder: ENGINE.embedder.clone(),
-        fusion: ENGINE.fusion,
-    };
-    router(AppState::new(engine, crate::common::index_dir(&ENGINE.generation.dir.join("../..")), config))
+    router(AppState::new((**ENGINE).clone(), crate::common::index_dir(&ENGINE.generation.dir.join("../..")), config))
 }
 
 fn review_request() -> Request<Body> {
@@ -334,7 +322,7 @@ async fn without_its_vector_store_a_replica_degrades_to_lexical_search_and_is_no
         vectors: Arc::new(UnreachableStore),
         embeddings: generation.embeddings.clone(),
     };
-    let engine = Engine { corpus: ENGINE.corpus.clone(), generation: Arc::new(degraded), embedder: ENGINE.embedder.clone(), fusion: ENGINE.fusion };
+    let engine = Engine { generation: Arc::new(degraded), ..(**ENGINE).clone() };
     let app = router(AppState::new(engine, crate::common::index_dir(&generation.dir.join("../..")), ServerConfig::default()));
     let send = |uri: &str| app.clone().oneshot(Request::get(uri).body(Body::empty()).unwrap());
 
