@@ -17,7 +17,7 @@ use askmark::eval::{review as review_eval, search as search_eval};
 use askmark::index::IndexDir;
 use askmark::review::{final_score, Band, Coverage, ScoreModel, Target};
 use askmark::search::{Engine, Mode, SearchRequest};
-use askmark::vectors::{QdrantConfig, SearchFilter, VectorBackend};
+use askmark::vectors::{SearchFilter, VectorBackend};
 
 /// Search, related follow-ups and answer review for Python interview questions.
 #[derive(Parser)]
@@ -56,14 +56,7 @@ struct Paths {
 
 impl Paths {
     fn index_dir(&self) -> IndexDir {
-        let backend = match self.qdrant_url.as_ref().filter(|url| !url.is_empty()) {
-            Some(url) => VectorBackend::Qdrant(QdrantConfig {
-                url: url.clone(),
-                api_key: self.qdrant_api_key.clone().filter(|key| !key.is_empty()),
-                alias: self.qdrant_collection.clone(),
-            }),
-            None => VectorBackend::Embedded,
-        };
+        let backend = VectorBackend::choose(self.qdrant_url.clone(), self.qdrant_api_key.clone(), &self.qdrant_collection);
         IndexDir::new(&self.index).with_backend(backend)
     }
 }

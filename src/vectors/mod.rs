@@ -27,9 +27,18 @@ impl VectorBackend {
     /// The backend `ASKMARK_QDRANT_URL` and `ASKMARK_QDRANT_API_KEY` select (for the benchmark and
     /// tests; the CLI reads the same variables through its flags), with collections under `alias`.
     pub fn from_env(alias: &str) -> VectorBackend {
-        let var = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
-        match var("ASKMARK_QDRANT_URL") {
-            Some(url) => VectorBackend::Qdrant(QdrantConfig { url, api_key: var("ASKMARK_QDRANT_API_KEY"), alias: alias.to_string() }),
+        let var = |name: &str| std::env::var(name).ok();
+        VectorBackend::choose(var("ASKMARK_QDRANT_URL"), var("ASKMARK_QDRANT_API_KEY"), alias)
+    }
+
+    /// A Qdrant server when `url` is given, else the embedded store; empty values count as unset.
+    pub fn choose(url: Option<String>, api_key: Option<String>, alias: &str) -> VectorBackend {
+        match url.filter(|url| !url.is_empty()) {
+            Some(url) => VectorBackend::Qdrant(QdrantConfig {
+                url,
+                api_key: api_key.filter(|key| !key.is_empty()),
+                alias: alias.to_string(),
+            }),
             None => VectorBackend::Embedded,
         }
     }
@@ -80,18 +89,23 @@ impl SearchFilter {
         self.topic.is_none() && self.difficulty.is_none() && self.tags.is_empty()
     }
 
-    /// The filter in Qdrant's JSON filter language, understood by both backends.
-    pub fn to_qdrant_json(&self) -> serde_json::Value {
+    /// The (payload field, keyword) pairs a point must all match.
+    pub fn conditions(&self) -> Vec<(&'static str, &str)> {
         let mut must = Vec::new();
         if let Some(topic) = &self.topic {
-            must.push(serde_json::json!({"key": "topic", "match": {"value": topic}}));
+            must.push(("topic", topic.as_str()));
         }
         if let Some(difficulty) = self.difficulty {
-            must.push(serde_json::json!({"key": "difficulty", "match": {"value": difficulty.as_str()}}));
+            must.push(("difficulty", difficulty.as_str()));
         }
-        for tag in &self.tags {
-            must.push(serde_json::json!({"key": "tags", "match": {"value": tag}}));
-        }
+        must.extend(self.tags.iter().map(|tag| ("tags", tag.as_str())));
+        must
+    }
+
+    /// The filter in Qdrant's JSON filter language (the embedded store's input).
+    pub fn to_qdrant_json(&self) -> serde_json::Value {
+        let must: Vec<serde_json::Value> =
+            self.conditions().into_iter().map(|(key, value)| serde_json::json!({"key": key, "match": {"value": value}})).collect();
         serde_json::json!({ "must": must })
     }
 }

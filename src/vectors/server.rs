@@ -99,21 +99,22 @@ impl QdrantStore {
         Ok(QdrantStore { client, url: config.url.clone(), collection: collection.to_string() })
     }
 
-    /// Runs `call` on the client runtime, retrying transient failures, and waits for it.
+    /// Runs `call` with the client and this store's collection name on the client runtime,
+    /// retrying transient failures, and waits for it.
     fn call<T, F, Fut>(&self, what: &str, call: F) -> Result<T, QdrantError>
     where
         T: Send + 'static,
-        F: Fn(Qdrant) -> Fut + Send + 'static,
+        F: Fn(Qdrant, String) -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, QdrantError>> + Send,
     {
-        let client = self.client.clone();
+        let (client, collection) = (self.client.clone(), self.collection.clone());
         let (sender, receiver) = std::sync::mpsc::sync_channel(1);
         let what = what.to_string();
         RUNTIME.spawn(async move {
             let mut backoff = FIRST_BACKOFF;
             let mut attempt = 1;
             let result = loop {
-                match call(client.clone()).await {
+                match call(client.clone(), collection.clone()).await {
                     Err(error) if attempt < ATTEMPTS && is_transient(&error) => {
                         tracing::warn!(%error, attempt, operation = %what, "transient Qdrant error, retrying");
                         tokio::time::sleep(backoff).await;
@@ -143,19 +144,14 @@ impl QdrantStore {
     /// payload indexes when missing, and checks an existing one matches `dimension` and cosine.
     pub fn create(config: &QdrantConfig, collection: &str, dimension: usize) -> Result<QdrantStore, InternalError> {
         let store = QdrantStore::connect(config, collection)?;
-        let name = collection.to_string();
-        let exists = store.call("check collection", move |client| {
-            let name = name.clone();
-            async move { client.collection_exists(name).await }
-        });
+        let exists = store.call("check collection", |client, name| async move { client.collection_exists(name).await });
         if !exists.map_err(store.failed("check collection"))? {
-            let name = collection.to_string();
-            let created = store.call("create collection", move |client| {
+            let created = store.call("create collection", move |client, name| {
                 let mut vectors = VectorsConfigBuilder::default();
                 for vector in [VectorName::Question, VectorName::Answer] {
                     vectors.add_named_vector_params(vector.as_str(), VectorParamsBuilder::new(dimension as u64, Distance::Cosine));
                 }
-                let request = CreateCollectionBuilder::new(name.clone()).vectors_config(vectors);
+                let request = CreateCollectionBuilder::new(name).vectors_config(vectors);
                 async move { client.create_collection(request).await }
             });
             match created {
@@ -167,10 +163,9 @@ impl QdrantStore {
         }
         store.check_vectors(dimension)?;
         for field in ["topic", "difficulty", "tags"] {
-            let name = collection.to_string();
             store
-                .call("create payload index", move |client| {
-                    let request = CreateFieldIndexCollectionBuilder::new(name.clone(), field, FieldType::Keyword).wait(true);
+                .call("create payload index", move |client, name| {
+                    let request = CreateFieldIndexCollectionBuilder::new(name, field, FieldType::Keyword).wait(true);
                     async move { client.create_field_index(request).await }
                 })
                 .map_err(store.failed("create payload index"))?;
@@ -186,12 +181,8 @@ impl QdrantStore {
     }
 
     fn check_vectors(&self, dimension: usize) -> Result<(), InternalError> {
-        let name = self.collection.clone();
         let info = self
-            .call("read collection", move |client| {
-                let name = name.clone();
-                async move { client.collection_info(name).await }
-            })
+            .call("read collection", |client, name| async move { client.collection_info(name).await })
             .map_err(self.failed("read collection"))?;
         let vectors = info
             .result
@@ -227,9 +218,9 @@ impl QdrantStore {
 
     /// Points `alias` at this collection, in one atomic server-side operation.
     pub fn publish_as(&self, alias: &str) -> Result<(), InternalError> {
-        let (collection, alias_name) = (self.collection.clone(), alias.to_string());
-        self.call("switch alias", move |client| {
-            let request = CreateAliasBuilder::new(collection.clone(), alias_name.clone());
+        let alias = alias.to_string();
+        self.call("switch alias", move |client, collection| {
+            let request = CreateAliasBuilder::new(collection, alias.clone());
             async move { client.create_alias(request).await }
         })
         .map(drop)
@@ -239,12 +230,8 @@ impl QdrantStore {
     /// Deletes a collection that no index generation uses any more.
     pub fn delete_collection(config: &QdrantConfig, collection: &str) -> Result<(), InternalError> {
         let store = QdrantStore::connect(config, collection)?;
-        let name = collection.to_string();
         store
-            .call("delete collection", move |client| {
-                let name = name.clone();
-                async move { client.delete_collection(name).await }
-            })
+            .call("delete collection", |client, name| async move { client.delete_collection(name).await })
             .map(drop)
             .map_err(store.failed("delete collection"))
     }
@@ -254,17 +241,7 @@ fn to_filter(filter: &SearchFilter) -> Option<Filter> {
     if filter.is_empty() {
         return None;
     }
-    let mut must = Vec::new();
-    if let Some(topic) = &filter.topic {
-        must.push(Condition::matches("topic", topic.clone()));
-    }
-    if let Some(difficulty) = filter.difficulty {
-        must.push(Condition::matches("difficulty", difficulty.as_str().to_string()));
-    }
-    for tag in &filter.tags {
-        must.push(Condition::matches("tags", tag.clone()));
-    }
-    Some(Filter::must(must))
+    Some(Filter::must(filter.conditions().into_iter().map(|(key, value)| Condition::matches(key, value.to_string()))))
 }
 
 impl VectorStore for QdrantStore {
@@ -281,9 +258,8 @@ impl VectorStore for QdrantStore {
                     Ok(PointStruct::new(point_id(&point.payload.id).to_string(), vectors, payload))
                 })
                 .collect::<Result<Vec<_>, InternalError>>()?;
-            let name = self.collection.clone();
-            self.call("upsert", move |client| {
-                let request = UpsertPointsBuilder::new(name.clone(), structs.clone()).wait(true);
+            self.call("upsert", move |client, name| {
+                let request = UpsertPointsBuilder::new(name, structs.clone()).wait(true);
                 async move { client.upsert_points(request).await }
             })
             .map_err(self.failed("upsert"))?;
@@ -293,9 +269,8 @@ impl VectorStore for QdrantStore {
 
     fn delete(&self, question_ids: &[String]) -> Result<(), InternalError> {
         let ids: Vec<_> = question_ids.iter().map(|id| point_id(id).to_string().into()).collect();
-        let name = self.collection.clone();
-        self.call("delete", move |client| {
-            let request = DeletePointsBuilder::new(name.clone()).points(PointsIdsList { ids: ids.clone() }).wait(true);
+        self.call("delete", move |client, name| {
+            let request = DeletePointsBuilder::new(name).points(PointsIdsList { ids: ids.clone() }).wait(true);
             async move { client.delete_points(request).await }
         })
         .map(drop)
@@ -304,18 +279,14 @@ impl VectorStore for QdrantStore {
 
     fn search(&self, vector: VectorName, query: &[f32], filter: &SearchFilter, limit: usize)
         -> Result<Vec<VectorHit>, InternalError> {
-        let mut request = QueryPointsBuilder::new(self.collection.clone())
-            .query(query.to_vec())
-            .using(vector.as_str())
-            .limit(limit as u64)
-            .with_payload(true);
-        if let Some(filter) = to_filter(filter) {
-            request = request.filter(filter);
-        }
-        let request = request.build();
+        let (query, filter) = (query.to_vec(), to_filter(filter));
         let response = self
-            .call("search", move |client| {
-                let request = request.clone();
+            .call("search", move |client, name| {
+                let mut request =
+                    QueryPointsBuilder::new(name).query(query.clone()).using(vector.as_str()).limit(limit as u64).with_payload(true);
+                if let Some(filter) = &filter {
+                    request = request.filter(filter.clone());
+                }
                 async move { client.query(request).await }
             })
             .map_err(self.failed("search"))?;
@@ -330,10 +301,9 @@ impl VectorStore for QdrantStore {
     }
 
     fn count(&self) -> Result<usize, InternalError> {
-        let name = self.collection.clone();
         let response = self
-            .call("count", move |client| {
-                let request = CountPointsBuilder::new(name.clone()).exact(true);
+            .call("count", |client, name| {
+                let request = CountPointsBuilder::new(name).exact(true);
                 async move { client.count(request).await }
             })
             .map_err(self.failed("count"))?;
