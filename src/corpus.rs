@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 pub mod limits {
     pub const ANSWER_WORDS: std::ops::RangeInclusive<usize> = 120..=300;
     pub const ALTERNATIVE_WORDS: std::ops::RangeInclusive<usize> = 60..=300;
-    pub const KEY_POINTS: std::ops::RangeInclusive<usize> = 3..=7;
+    pub const KEY_POINTS: std::ops::RangeInclusive<usize> = 3..=9;
     pub const KEY_POINT_CHARS: std::ops::RangeInclusive<usize> = 20..=220;
     pub const MAX_MISCONCEPTIONS: usize = 4;
     pub const TAGS: std::ops::RangeInclusive<usize> = 1..=8;
