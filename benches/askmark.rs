@@ -12,7 +12,8 @@ use askmark::eval::review::load_answers;
 use askmark::eval::search::load_queries;
 use askmark::index::IndexDir;
 use askmark::review::Target;
-use askmark::search::{Engine, FusionParams, Mode, SearchRequest};
+use askmark::engine::{Engine, Models};
+use askmark::search::{Mode, SearchRequest};
 use askmark::vectors::VectorBackend;
 
 fn percentile(sorted_ms: &[f64], p: f64) -> f64 {
@@ -46,8 +47,8 @@ fn peak_rss_mib() -> f64 {
 fn main() {
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let threads: usize = std::env::var("ASKMARK_MODEL_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(2);
-    let embedder: Arc<dyn Embedder> =
-        Arc::new(FastEmbedder::load(&ModelPaths::under(&repo.join("models")), threads).expect("run scripts/setup-model first"));
+    let models = Models::load(&repo.join("models"), 1, threads).expect("run scripts/setup-model first");
+    let embedder = models.embedder.clone();
     let corpus = Corpus::load_dir(&repo.join("corpus")).expect("corpus loads");
     let index_dir = tempfile::tempdir().expect("temp dir");
     let backend = VectorBackend::from_env("askmark-bench");
@@ -71,7 +72,8 @@ fn main() {
     let warm = started.elapsed().as_secs_f64();
     println!("| warm (all embeddings reused) | {} | 0 | {warm:.2} | {:.0} |", corpus.questions().len(), corpus.questions().len() as f64 / warm);
 
-    let engine = Engine { corpus: Arc::new(corpus), generation: Arc::new(generation), embedder: embedder.clone(), fusion: FusionParams::default() };
+    let engine = Engine::from_parts(corpus, generation, models, index).expect("engine");
+    let snapshot = engine.snapshot();
     let queries = load_queries(&repo.join("eval/queries.toml")).expect("queries");
     let runs = queries.len() * 5;
     println!("\n| operation | runs | p50 ms | p99 ms | mean ms |");
@@ -86,7 +88,7 @@ fn main() {
         });
     }
     measure("related (limit 5)", runs, |run| {
-        let question = &engine.corpus.questions()[run % engine.corpus.questions().len()];
+        let question = &snapshot.corpus().questions()[run % snapshot.corpus().questions().len()];
         engine.related(question.id(), 5).expect("related");
     });
     let answers: Vec<_> = load_answers(&repo.join("eval/answers.toml")).expect("answers").into_iter().filter(|a| a.kind == "excellent").collect();
@@ -95,8 +97,8 @@ fn main() {
         let answer = &answers[run % answers.len()];
         engine.review(&Target::Corpus(answer.question_id.clone()), &answer.answer).expect("review");
     });
-    let long_answers: Vec<(String, String)> = engine
-        .corpus
+    let long_answers: Vec<(String, String)> = snapshot
+        .corpus()
         .questions()
         .iter()
         .filter(|q| (180..=260).contains(&q.entry.answer.split_whitespace().count()))

@@ -307,8 +307,8 @@ impl Corpus {
             .unwrap_or_else(|| format!("{topic}.toml"))
     }
 
-    /// Writes the topic's file back (atomically: a temp file renamed over the old one).
-    pub fn write_topic_file(&self, topic_id: &str) -> std::io::Result<()> {
+    /// The text of one topic's file as it would be written.
+    fn render_topic_file(&self, topic_id: &str) -> std::io::Result<(PathBuf, String)> {
         let Some(path) = self.topic_files.get(topic_id) else {
             return Err(std::io::Error::new(std::io::ErrorKind::NotFound, format!("no file for topic {topic_id}")));
         };
@@ -319,10 +319,71 @@ impl Corpus {
             topic,
             questions: self.questions.iter().filter(|q| q.topic == topic_id).map(|q| &q.entry).collect(),
         };
-        let text = toml::to_string(&file).map_err(std::io::Error::other)?;
-        let temporary = path.with_extension("toml.tmp");
-        std::fs::write(&temporary, text)?;
-        std::fs::rename(&temporary, path)
+        Ok((path.clone(), toml::to_string(&file).map_err(std::io::Error::other)?))
+    }
+
+    /// Writes the files of `topic_ids` back in one crash-safe step: their new texts go into a
+    /// journal first (durably), then each file is replaced, then the journal is removed. A crash
+    /// in between leaves the journal, and `recover` finishes the step before the next load, so a
+    /// question moved between two topics is never in both files or in neither.
+    pub fn write_topic_files(&self, topic_ids: &[&str]) -> std::io::Result<()> {
+        let mut files = Vec::new();
+        for topic_id in topic_ids {
+            files.push(self.render_topic_file(topic_id)?);
+        }
+        let Some(folder) = files.first().and_then(|(path, _)| path.parent()).map(Path::to_path_buf) else {
+            return Ok(());
+        };
+        let journal = Journal {
+            files: files
+                .iter()
+                .map(|(path, text)| JournalFile { name: path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), text: text.clone() })
+                .collect(),
+        };
+        let journal_path = folder.join(JOURNAL);
+        crate::durable::replace_file(&journal_path, &serde_json::to_vec(&journal).map_err(std::io::Error::other)?)?;
+        journal.replay(&folder)?;
+        crate::durable::remove_file(&journal_path)
+    }
+
+    /// Finishes a write a crash interrupted (see `write_topic_files`) and removes left-over temp
+    /// files; returns whether there was a journal to replay. Run before `load_dir`.
+    pub fn recover(dir: &Path) -> std::io::Result<bool> {
+        crate::durable::remove_temporaries(dir)?;
+        let journal_path = dir.join(JOURNAL);
+        let bytes = match std::fs::read(&journal_path) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(error) => return Err(error),
+        };
+        // The journal is renamed into place only once complete, so it always parses.
+        let journal: Journal = serde_json::from_slice(&bytes).map_err(std::io::Error::other)?;
+        journal.replay(dir)?;
+        crate::durable::remove_file(&journal_path)?;
+        Ok(true)
+    }
+}
+
+/// The corpus files' journal, in the corpus folder (not a `.toml`, so the loader skips it).
+const JOURNAL: &str = ".askmark-journal.json";
+
+#[derive(Serialize, Deserialize)]
+struct Journal {
+    files: Vec<JournalFile>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct JournalFile {
+    name: String,
+    text: String,
+}
+
+impl Journal {
+    fn replay(&self, folder: &Path) -> std::io::Result<()> {
+        for file in &self.files {
+            crate::durable::replace_file(&folder.join(&file.name), file.text.as_bytes())?;
+        }
+        Ok(())
     }
 }
 
@@ -337,9 +398,6 @@ fn is_slug(text: &str) -> bool {
         && text.split('-').all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
 }
 
-pub fn word_count(text: &str) -> usize {
-    text.split_whitespace().count()
-}
 
 fn normalized(text: &str) -> String {
     text.to_lowercase()
@@ -365,12 +423,12 @@ pub fn entry_problems(entry: &QuestionEntry) -> Vec<String> {
     for tag in entry.tags.iter().filter(|tag| !is_slug(tag)) {
         messages.push(format!("tag {tag:?} is not a lowercase slug"));
     }
-    let answer_words = word_count(&entry.answer);
+    let answer_words = crate::text::word_count(&entry.answer);
     if !limits::ANSWER_WORDS.contains(&answer_words) {
         messages.push(format!("answer has {answer_words} words, needs {:?}", limits::ANSWER_WORDS));
     }
     for (position, alternative) in entry.alternatives.iter().enumerate() {
-        let words = word_count(alternative);
+        let words = crate::text::word_count(alternative);
         if !limits::ALTERNATIVE_WORDS.contains(&words) {
             messages.push(format!("alternative {position} has {words} words, needs {:?}", limits::ALTERNATIVE_WORDS));
         }

@@ -192,6 +192,28 @@ impl IndexDir {
         self.open_generation(&final_dir)
     }
 
+    /// Removes what builds interrupted by a crash left behind: `.building-*` generations and
+    /// staged `current` links. Only the process that owns this folder calls it, at start-up.
+    pub fn remove_interrupted_builds(&self) {
+        let leftovers = |folder: &Path, prefix: &str| -> Vec<PathBuf> {
+            let Ok(entries) = std::fs::read_dir(folder) else { return Vec::new() };
+            entries
+                .filter_map(|entry| entry.ok())
+                .filter(|entry| entry.file_name().to_string_lossy().starts_with(prefix))
+                .map(|entry| entry.path())
+                .collect()
+        };
+        for staging in leftovers(&self.generations(), ".building-") {
+            match std::fs::remove_dir_all(&staging) {
+                Ok(()) => tracing::warn!(folder = %staging.display(), "removed an index build a crash interrupted"),
+                Err(error) => tracing::warn!(%error, folder = %staging.display(), "could not remove an interrupted index build"),
+            }
+        }
+        for link in leftovers(&self.root, ".current-") {
+            let _ = std::fs::remove_file(link);
+        }
+    }
+
     /// Points `current` at `generations/<name>` with a rename, which is atomic on POSIX.
     fn swap_current(&self, name: &str) -> Result<(), InternalError> {
         let staged_link = self.root.join(format!(".current-{name}"));

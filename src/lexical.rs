@@ -1,5 +1,5 @@
 //! The lexical side: a tantivy index over question, answer, key points and tags with English
-//! stemming and field boosts, plus the analyzer the reviewer reuses for key-term coverage.
+//! stemming and field boosts (the analyzer lives in `text`, shared with the reviewer).
 //! BM25 finds exact vocabulary; typos get a small fuzzy bonus so they still surface.
 
 use std::path::Path;
@@ -10,7 +10,6 @@ use tantivy::schema::{
     Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, STORED, STRING,
 };
 use tantivy::snippet::SnippetGenerator;
-use tantivy::tokenizer::{LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer};
 use tantivy::{doc, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
 use crate::corpus::Question;
@@ -18,35 +17,6 @@ use crate::error::InternalError;
 use crate::vectors::SearchFilter;
 
 const ANALYZER: &str = "askmark_en";
-
-/// Words that carry no topic in an interview question ("how do you ... in python").
-const STOP_WORDS: &[&str] = &[
-    "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is", "it", "of", "on",
-    "or", "such", "that", "the", "their", "then", "there", "these", "they", "this", "to", "was", "will", "with",
-    "how", "what", "why", "when", "which", "who", "do", "does", "did", "you", "your", "i", "me", "my", "we",
-    "can", "could", "would", "should", "python", "s",
-];
-
-/// Lower-cases, drops stop words and stems with Snowball English.
-pub fn analyzer() -> TextAnalyzer {
-    TextAnalyzer::builder(SimpleTokenizer::default())
-        .filter(RemoveLongFilter::limit(40))
-        .filter(LowerCaser)
-        .filter(StopWordFilter::remove(STOP_WORDS.iter().map(|w| w.to_string())))
-        .filter(Stemmer::new(tantivy::tokenizer::Language::English))
-        .build()
-}
-
-/// The analyzed terms of `text`, in order, with repeats.
-pub fn terms(text: &str) -> Vec<String> {
-    let mut analyzer = analyzer();
-    let mut stream = analyzer.token_stream(text);
-    let mut terms = Vec::new();
-    while let Some(token) = tantivy::tokenizer::TokenStream::next(&mut stream) {
-        terms.push(token.text.clone());
-    }
-    terms
-}
 
 #[derive(Clone, Copy)]
 struct Fields {
@@ -113,7 +83,7 @@ impl LexicalIndex {
         std::fs::create_dir_all(dir).map_err(InternalError::io(format!("create {}", dir.display())))?;
         let (schema, fields) = schema();
         let index = Index::create_in_dir(dir, schema)?;
-        index.tokenizers().register(ANALYZER, analyzer());
+        index.tokenizers().register(ANALYZER, crate::text::analyzer());
         let mut writer: IndexWriter = index.writer_with_num_threads(1, 50_000_000)?;
         for question in questions {
             writer.add_document(document(&fields, question))?;
@@ -124,7 +94,7 @@ impl LexicalIndex {
 
     pub fn open(dir: &Path) -> Result<LexicalIndex, InternalError> {
         let index = Index::open_in_dir(dir)?;
-        index.tokenizers().register(ANALYZER, analyzer());
+        index.tokenizers().register(ANALYZER, crate::text::analyzer());
         let (_, fields) = schema();
         Self::with_index(index, fields)
     }
@@ -162,7 +132,7 @@ impl LexicalIndex {
         }
         let (exact, _ignored_syntax_errors) = parser.parse_query_lenient(query);
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Should, exact)];
-        for term in terms(query) {
+        for term in crate::text::terms(query) {
             let distance = match term.chars().count() {
                 0..=3 => continue,
                 4 | 5 => 1,

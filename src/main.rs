@@ -11,12 +11,14 @@ use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use askmark::api::{AppState, ServerConfig};
-use askmark::corpus::{Corpus, Difficulty};
+use askmark::corpus::{Corpus, Difficulty, QuestionEntry};
 use askmark::embed::{Embedder, FastEmbedder, ModelPaths};
-use askmark::eval::{review as review_eval, search as search_eval};
+use askmark::engine::{Change, Engine, Models};
+use askmark::eval::{external as external_eval, related as related_eval, review as review_eval, search as search_eval};
 use askmark::index::IndexDir;
+use askmark::pool::Gate;
 use askmark::review::{final_score, Band, Coverage, ScoreModel, Target};
-use askmark::search::{Engine, Mode, SearchRequest};
+use askmark::search::{Mode, Neighbours, SearchRequest, NEIGHBOUR_FLOOR};
 use askmark::vectors::{SearchFilter, VectorBackend};
 
 /// Search, related follow-ups and answer review for Python interview questions.
@@ -40,9 +42,12 @@ struct Paths {
     /// Folder that scripts/setup-model filled with the model and ONNX Runtime.
     #[arg(long, env = "ASKMARK_MODELS", default_value = "models", global = true)]
     models: PathBuf,
-    /// Threads ONNX Runtime may use for one embedding call.
+    /// Threads ONNX Runtime may use for one model run.
     #[arg(long, env = "ASKMARK_MODEL_THREADS", default_value_t = 1, global = true)]
     model_threads: usize,
+    /// Model sessions run in parallel, each `--model-threads` wide (default: one per core).
+    #[arg(long, env = "ASKMARK_MODEL_SESSIONS", global = true)]
+    model_sessions: Option<usize>,
     /// Keep vectors on this Qdrant server (gRPC, e.g. http://localhost:6334; https for TLS)
     /// instead of the embedded store.
     #[arg(long, env = "ASKMARK_QDRANT_URL", global = true)]
@@ -129,6 +134,17 @@ enum Command {
         #[arg(long, env = "ASKMARK_REQUEST_TIMEOUT", default_value_t = 30)]
         request_timeout: u64,
     },
+    /// Adds or replaces a question through the engine's single writer (like `POST /v1/questions`):
+    /// validated, written back to the corpus files durably, indexed, swapped in
+    Add {
+        /// The topic id the question belongs to (moving it there if it is elsewhere)
+        #[arg(long)]
+        topic: String,
+        /// A TOML file holding one entry in the corpus format (`id = ...`, `question = ...`, ...)
+        file: PathBuf,
+    },
+    /// Removes a question no other question names as a follow-up (like `DELETE /v1/questions/{id}`)
+    Remove { id: String },
     /// Embed each line of standard input; prints one JSON array of floats per line.
     Embed,
     /// Quality evaluations.
@@ -146,17 +162,30 @@ enum EvalCommand {
         #[arg(long)]
         tune: bool,
     },
-    /// Score/grade agreement of answer review on eval/answers.toml, train and held-out splits.
+    /// Precision@3 of the neighbour tail and nDCG@5 of related questions on eval/related.toml,
+    /// for each way of finding neighbours and a sweep of the floor.
+    Related {
+        #[arg(long, default_value = "eval/related.toml")]
+        judgements: PathBuf,
+    },
+    /// Score/grade agreement of answer review on eval/answers.toml, train and held-out splits,
+    /// and with --external, verdicts on public graded answers beside the plain cosine.
     Review {
         #[arg(long, default_value = "eval/answers.toml")]
         answers: PathBuf,
-        /// Refit the score model on the training split and write it to this file
-        /// (the committed model is eval/review-model.json).
+        /// Refit the score model on the training splits (ours, and the public ones with
+        /// --external) and write it to this file (the committed model is eval/review-model.json).
         #[arg(long)]
         fit: Option<PathBuf>,
         /// Also write every answer's signals and flags as JSON lines to this file.
         #[arg(long)]
         observations: Option<PathBuf>,
+        /// The public graded answers (../shared/data/asag): report every test split.
+        #[arg(long)]
+        external: Option<PathBuf>,
+        /// Public train answers reviewed per split for the fit and the cosine baseline's cut.
+        #[arg(long, default_value_t = 1200)]
+        external_train_sample: usize,
     },
 }
 
@@ -175,10 +204,15 @@ fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     let paths = cli.paths;
+    let sessions = paths.model_sessions.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let load_embedder = || -> anyhow::Result<Arc<dyn Embedder>> {
-        Ok(Arc::new(FastEmbedder::load(&ModelPaths::under(&paths.models), paths.model_threads)?))
+        let gate = Arc::new(Gate::new(sessions));
+        Ok(Arc::new(FastEmbedder::load(&ModelPaths::under(&paths.models), sessions, paths.model_threads, gate)?))
     };
-    let open = || -> anyhow::Result<Engine> { Ok(askmark::open_engine(&paths.corpus, &paths.index_dir(), load_embedder()?)?) };
+    let open = || -> anyhow::Result<Engine> {
+        let models = Models::load(&paths.models, sessions, paths.model_threads)?;
+        Ok(Engine::open(&paths.corpus, paths.index_dir(), models)?)
+    };
     match cli.command {
         Command::Index { force } => {
             let corpus = Corpus::load_dir(&paths.corpus)?;
@@ -230,7 +264,7 @@ fn main() -> anyhow::Result<()> {
                 cors_origins,
                 request_timeout: Duration::from_secs(request_timeout),
             };
-            serve(engine, paths.index_dir(), addr, config)?;
+            serve(engine, addr, config)?;
         }
         Command::Review { question, answer_file, json } => {
             let answer = if answer_file.as_os_str() == "-" {
@@ -255,6 +289,17 @@ fn main() -> anyhow::Result<()> {
                 println!("{}", verdict.feedback);
             }
         }
+        Command::Add { topic, file } => {
+            let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let entry: QuestionEntry = toml::from_str(&text).with_context(|| format!("{} is not a question entry", file.display()))?;
+            let applied = open()?.apply(Change::Upsert { topic, entry })?;
+            let question = applied.question.context("the writer returned no question")?;
+            println!("{} {}", if applied.created { "created" } else { "replaced" }, question.id());
+        }
+        Command::Remove { id } => {
+            open()?.apply(Change::Delete { id: id.clone() })?;
+            println!("removed {id}");
+        }
         Command::Embed => {
             let embedder = load_embedder()?;
             let lines: Vec<String> = std::io::stdin().lines().collect::<Result<_, _>>()?;
@@ -269,15 +314,20 @@ fn main() -> anyhow::Result<()> {
             let engine = open()?;
             let queries = search_eval::load_queries(&queries)?;
             for query in &queries {
-                if let Some(missing) = query.relevant.iter().find(|id| engine.corpus.get(id).is_none()) {
+                if let Some(missing) = query.relevant.iter().find(|id| engine.snapshot().corpus().get(id).is_none()) {
                     bail!("eval query {:?} names unknown question {missing:?}", query.query);
                 }
             }
             print_search_eval(&engine, queries, tune)?;
         }
-        Command::Eval(EvalCommand::Review { answers, fit, observations }) => {
+        Command::Eval(EvalCommand::Related { judgements }) => {
             let engine = open()?;
-            print_review_eval(&engine, review_eval::load_answers(&answers)?, fit, observations)?;
+            print_related_eval(&engine, &related_eval::load_judgements(&judgements)?)?;
+        }
+        Command::Eval(EvalCommand::Review { answers, fit, observations, external, external_train_sample }) => {
+            let engine = open()?;
+            let external = external.map(|dir| (dir, external_train_sample, sessions));
+            print_review_eval(&engine, review_eval::load_answers(&answers)?, fit, observations, external)?;
         }
     }
     Ok(())
@@ -290,12 +340,12 @@ fn print_search_eval(engine: &Engine, queries: Vec<search_eval::EvalQuery>, tune
     let mut kinds: Vec<&str> = signals.iter().map(|s| s.query.kind.as_str()).collect();
     kinds.sort_unstable();
     kinds.dedup();
-    println!("search evaluation: {count} queries, {} questions, fusion {:?}\n", engine.corpus.questions().len(), engine.fusion);
+    println!("search evaluation: {count} queries, {} questions, fusion {:?}\n", engine.snapshot().corpus().questions().len(), engine.fusion());
     println!("| slice | mode | hit@1 | hit@3 | MRR@10 | nDCG@10 |");
     println!("|---|---|---|---|---|---|");
     for kind in std::iter::once(None).chain(kinds.into_iter().map(Some)) {
         for mode in Mode::ALL {
-            let m = search_eval::evaluate(&all, mode, &engine.fusion, kind);
+            let m = search_eval::evaluate(&all, mode, &engine.fusion(), kind);
             println!(
                 "| {} | {} | {:.3} | {:.3} | {:.3} | {:.3} |",
                 kind.unwrap_or("all"), mode.as_str(), m.hit_at_1, m.hit_at_3, m.mrr_at_10, m.ndcg_at_10
@@ -325,11 +375,35 @@ cross-check: chosen on one half of the queries, scored on the other half:");
     Ok(())
 }
 
+fn print_related_eval(engine: &Engine, judgements: &[related_eval::Judgement]) -> anyhow::Result<()> {
+    const LIMIT: usize = 6;
+    println!("related evaluation: {} questions, lists of up to {LIMIT}\n", judgements.len());
+    println!("| neighbours by | floor | precision@3 of the neighbour tail | neighbours shown (of 3) | nDCG@5 of the list |");
+    println!("|---|---|---|---|---|");
+    let mut settings: Vec<(Neighbours, f32)> = vec![(Neighbours::QuestionText, -1.0), (Neighbours::Content, -1.0)];
+    settings.extend([0.45, 0.5, 0.55, 0.6, 0.65].map(|floor| (Neighbours::Content, floor)));
+    for (method, floor) in settings {
+        let lists = judgements
+            .iter()
+            .map(|j| Ok((j.id.clone(), engine.related_with(&j.id, LIMIT, method, floor)?)))
+            .collect::<anyhow::Result<std::collections::HashMap<_, _>>>()?;
+        let m = related_eval::evaluate(&lists, judgements);
+        let floor = if floor < 0.0 { "none".to_string() } else { format!("{floor:.2}") };
+        let default = if method == Neighbours::Content && floor == format!("{NEIGHBOUR_FLOOR:.2}") { " (default)" } else { "" };
+        println!(
+            "| {}{default} | {floor} | {:.3} | {:.2} | {:.3} |",
+            method.as_str(), m.precision_at_3, m.neighbours_shown, m.ndcg_at_5
+        );
+    }
+    Ok(())
+}
+
 fn print_review_eval(
     engine: &Engine,
     answers: Vec<review_eval::LabelledAnswer>,
     fit: Option<PathBuf>,
     observations_path: Option<PathBuf>,
+    external: Option<(PathBuf, usize, usize)>,
 ) -> anyhow::Result<()> {
     let observations = review_eval::observe(engine, answers)?;
     if let Some(path) = observations_path {
@@ -338,11 +412,36 @@ fn print_review_eval(
     }
     let train: Vec<&review_eval::Observation> = observations.iter().filter(|o| !o.held_out).collect();
     let held_out: Vec<&review_eval::Observation> = observations.iter().filter(|o| o.held_out).collect();
+    let public_train = match &external {
+        Some((dir, sample, threads)) => external_eval::TRAIN_SPLITS
+            .iter()
+            .map(|split| {
+                let answers = external_eval::spread_sample(external_eval::load_split(dir, split)?, *sample);
+                Ok((*split, external_eval::observe(engine, answers, *threads)?))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?,
+        None => Vec::new(),
+    };
     let model = match &fit {
         Some(path) => {
-            let model = review_eval::fit(&train).context("the fit is singular")?;
+            // Each source counts as much as the others in total, whatever its size.
+            let mut rows: Vec<review_eval::FitRow> =
+                train.iter().map(|o| review_eval::FitRow::of_observation(o, 1.0 / train.len().max(1) as f64)).collect();
+            for (_, observed) in &public_train {
+                let weight = 1.0 / observed.len().max(1) as f64;
+                rows.extend(observed.iter().map(|o| review_eval::FitRow {
+                    signals: o.signals,
+                    flags: o.flags.clone(),
+                    target: o.answer.label.target(&o.answer.raw_label),
+                    weight,
+                }));
+            }
+            let model = review_eval::fit(&rows, &train).context("the fit is singular")?;
             std::fs::write(path, serde_json::to_string_pretty(&model)? + "\n")?;
-            println!("fitted on {} training answers, written to {}", train.len(), path.display());
+            let sources: Vec<String> = std::iter::once(format!("{} of ours", train.len()))
+                .chain(public_train.iter().map(|(split, observed)| format!("{} of {split}", observed.len())))
+                .collect();
+            println!("fitted on the training answers ({}), written to {}", sources.join(", "), path.display());
             model
         }
         None => ScoreModel::fitted(),
@@ -382,20 +481,62 @@ fn print_review_eval(
         let (min, max) = scores.iter().fold((f32::MAX, f32::MIN), |(lo, hi), s| (lo.min(*s), hi.max(*s)));
         println!("| {kind} | {} | {mean:.1} | {min:.0} | {max:.0} |", scores.len());
     }
+    if let Some((dir, _, threads)) = &external {
+        print_external_eval(engine, &model, dir, &public_train, *threads)?;
+    }
     Ok(())
 }
 
-fn serve(engine: Engine, index: IndexDir, addr: SocketAddr, config: ServerConfig) -> anyhow::Result<()> {
+/// Per public test split: the review's verdicts beside the plain cosine of the same model (its
+/// correct/incorrect cut chosen on the matching train split).
+fn print_external_eval(
+    engine: &Engine,
+    model: &ScoreModel,
+    dir: &std::path::Path,
+    public_train: &[(&str, Vec<external_eval::ExternalObservation>)],
+    threads: usize,
+) -> anyhow::Result<()> {
+    println!("\npublic graded answers ({}), never trained on:", dir.display());
+    println!("| split | answers | 3-way macro-F1 review / cosine | 2-way accuracy review / cosine | AUC review / cosine |");
+    println!("|---|---|---|---|---|");
+    for split in external_eval::TEST_SPLITS {
+        let family = split.split("_test").next().unwrap_or(split);
+        let threshold = public_train
+            .iter()
+            .find(|(train, _)| train.starts_with(family))
+            .map_or(0.5, |(_, observed)| external_eval::best_cosine_threshold(observed));
+        let observed = external_eval::observe(engine, external_eval::load_split(dir, split)?, threads)?;
+        let gold: Vec<external_eval::Label> = observed.iter().map(|o| o.answer.label).collect();
+        let review_labels: Vec<external_eval::Label> = observed.iter().map(|o| external_eval::verdict(model, o)).collect();
+        let review_scores: Vec<f64> =
+            observed.iter().map(|o| f64::from(final_score(model.raw_score(&o.signals), &o.flags))).collect();
+        let cosine_labels: Vec<external_eval::Label> = observed
+            .iter()
+            .map(|o| if o.cosine >= threshold { external_eval::Label::Correct } else { external_eval::Label::Incorrect })
+            .collect();
+        let cosine_scores: Vec<f64> = observed.iter().map(|o| f64::from(o.cosine)).collect();
+        let review = external_eval::metrics(&gold, &review_labels, &review_scores);
+        let cosine = external_eval::metrics(&gold, &cosine_labels, &cosine_scores);
+        println!(
+            "| {split} | {} | {:.3} / {:.3} | {:.3} / {:.3} | {:.3} / {:.3} |",
+            gold.len(), review.macro_f1, cosine.macro_f1, review.accuracy_2way, cosine.accuracy_2way, review.auc, cosine.auc
+        );
+    }
+    Ok(())
+}
+
+fn serve(engine: Engine, addr: SocketAddr, config: ServerConfig) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
-        let questions = engine.corpus.questions().len();
+        let questions = engine.snapshot().corpus().questions().len();
         let writes = if config.api_keys.is_empty() { "disabled" } else { "enabled" };
-        let state = AppState::new(engine, index, config);
+        let state = AppState::new(engine.clone(), config);
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
         tracing::info!(%addr, questions, writes, "serving");
         let app = askmark::api::router(state).into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
-        tracing::info!("shut down: in-flight requests finished");
+        engine.finish_writes().await;
+        tracing::info!("shut down: in-flight requests and queued writes finished");
         Ok(())
     })
 }

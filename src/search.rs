@@ -8,10 +8,11 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::corpus::{Corpus, Difficulty, Question};
-use crate::embed::{cosine, Embedder};
+use crate::embed::{cosine, mean_direction, Embedder};
 use crate::error::{Error, InternalError, UserError};
-use crate::index::Generation;
+use crate::index::{Generation, QuestionEmbeddings};
 use crate::lexical::Snippet;
+use crate::pool::Priority;
 use crate::vectors::{SearchFilter, VectorHit, VectorName};
 
 pub const MAX_QUERY_CHARS: usize = 500;
@@ -21,6 +22,11 @@ const CANDIDATE_DEPTH: usize = 100;
 const SNIPPET_CHARS: usize = 180;
 /// Two related questions closer than this are near-duplicates of each other; one is dropped.
 const NEAR_DUPLICATE_COSINE: f32 = 0.9;
+/// A neighbour whose question text is this close is the same question asked again.
+const SAME_QUESTION_COSINE: f32 = 0.98;
+/// Neighbours less related in content than this are not shown: a shorter list beats a wrong one.
+/// Chosen with `askmark eval related` on eval/related.toml.
+pub const NEIGHBOUR_FLOOR: f32 = 0.55;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -181,36 +187,102 @@ pub struct RelatedHit {
     pub topic: String,
     pub difficulty: Difficulty,
     pub reason: RelatedReason,
+    /// Cosine of the two questions' content (reference answer and key points).
     pub similarity: f32,
+    /// Why it is related: a curated follow-up, the tags both share, or the closest key point.
+    pub why: String,
 }
 
-/// Everything a query needs: the corpus, one loaded generation and the model.
-#[derive(Clone)]
-pub struct Engine {
-    pub corpus: Arc<Corpus>,
-    pub generation: Arc<Generation>,
-    pub embedder: Arc<dyn Embedder>,
+/// The raw rankings of one query before fusion: computed once, so a mode's ranking (and the
+/// eval's grid over fusion parameters) is a cheap function of them.
+pub struct RankingSignals {
+    /// Question ids by BM25, best first.
+    pub lexical: Vec<String>,
+    /// Nearest neighbours on the question vectors and on the answer vectors.
+    pub question_hits: Vec<VectorHit>,
+    pub answer_hits: Vec<VectorHit>,
+}
+
+impl RankingSignals {
+    /// The ranking `mode` produces: one side alone, or both fused.
+    pub fn rank(&self, mode: Mode, params: &FusionParams) -> Vec<Fused> {
+        let semantic = match mode {
+            Mode::Lexical => Vec::new(),
+            Mode::Semantic | Mode::Hybrid => semantic_ranking(&self.question_hits, &self.answer_hits, params.answer_weight),
+        };
+        let (lexical, params) = match mode {
+            Mode::Hybrid => (self.lexical.as_slice(), *params),
+            Mode::Lexical => (self.lexical.as_slice(), FusionParams { lexical_weight: 1.0, semantic_weight: 1.0, ..*params }),
+            Mode::Semantic => (&[][..], FusionParams { lexical_weight: 1.0, semantic_weight: 1.0, ..*params }),
+        };
+        fuse(lexical, &semantic, &params)
+    }
+}
+
+/// Query embeddings by query text: people repeat queries (and a page of results is often
+/// followed by the next), and an embedding costs far more than a lookup. Bounded; its size and
+/// hit rate are in `/metrics`.
+pub struct QueryCache {
+    vectors: quick_cache::sync::Cache<String, Arc<Vec<f32>>>,
+}
+
+impl QueryCache {
+    pub fn new(capacity: usize) -> QueryCache {
+        QueryCache { vectors: quick_cache::sync::Cache::new(capacity.max(1)) }
+    }
+
+    fn embed(&self, embedder: &dyn Embedder, query: &str) -> Result<Arc<Vec<f32>>, InternalError> {
+        if let Some(vector) = self.vectors.get(query) {
+            metrics::counter!("askmark_query_cache_hits_total").increment(1);
+            return Ok(vector);
+        }
+        metrics::counter!("askmark_query_cache_misses_total").increment(1);
+        let vector = Arc::new(embedder.embed_with(&[query], Priority::Interactive)?.pop().ok_or_else(|| InternalError::Model("no embedding returned".into()))?);
+        self.vectors.insert(query.to_string(), vector.clone());
+        metrics::gauge!("askmark_query_cache_entries").set(self.vectors.len() as f64);
+        Ok(vector)
+    }
+}
+
+/// Search and related questions over one corpus and the generation built from it.
+pub struct Searcher<'a> {
+    pub corpus: &'a Corpus,
+    pub generation: &'a Generation,
+    pub embedder: &'a dyn Embedder,
+    pub query_cache: &'a QueryCache,
     pub fusion: FusionParams,
 }
 
-impl Engine {
+impl Searcher<'_> {
     fn question(&self, id: &str) -> Result<&Question, Error> {
         self.corpus.get(id).ok_or_else(|| UserError::QuestionNotFound(id.to_string()).into())
     }
 
-    pub fn embed_query(&self, query: &str) -> Result<Vec<f32>, InternalError> {
-        let mut vectors = self.embedder.embed(&[query])?;
-        vectors.pop().ok_or_else(|| InternalError::Model("no embedding returned".into()))
+    /// The rankings `mode` needs (lexical mode never touches the model or the vector store).
+    fn signals(&self, query: &str, filter: &SearchFilter, mode: Mode) -> Result<RankingSignals, InternalError> {
+        let lexical = match mode {
+            Mode::Semantic => Vec::new(),
+            Mode::Lexical | Mode::Hybrid => {
+                self.generation.lexical.search(query, filter, CANDIDATE_DEPTH)?.into_iter().map(|hit| hit.question_id).collect()
+            }
+        };
+        let (question_hits, answer_hits) = match mode {
+            Mode::Lexical => (Vec::new(), Vec::new()),
+            Mode::Semantic | Mode::Hybrid => {
+                let query_vector = self.query_cache.embed(self.embedder, query)?;
+                let store = &self.generation.vectors;
+                (
+                    store.search(VectorName::Question, &query_vector, filter, CANDIDATE_DEPTH)?,
+                    store.search(VectorName::Answer, &query_vector, filter, CANDIDATE_DEPTH)?,
+                )
+            }
+        };
+        Ok(RankingSignals { lexical, question_hits, answer_hits })
     }
 
-    /// Both nearest-neighbour lists for `query_vector`: on the question vectors and on the
-    /// answer vectors.
-    pub fn vector_hits(&self, query_vector: &[f32], filter: &SearchFilter) -> Result<(Vec<VectorHit>, Vec<VectorHit>), InternalError> {
-        let store = &self.generation.vectors;
-        Ok((
-            store.search(VectorName::Question, query_vector, filter, CANDIDATE_DEPTH)?,
-            store.search(VectorName::Answer, query_vector, filter, CANDIDATE_DEPTH)?,
-        ))
+    /// Both sides' rankings of `query` over the whole corpus.
+    pub fn ranking_signals(&self, query: &str) -> Result<RankingSignals, InternalError> {
+        self.signals(query, &SearchFilter::default(), Mode::Hybrid)
     }
 
     pub fn search(&self, request: &SearchRequest) -> Result<SearchResults, Error> {
@@ -221,29 +293,7 @@ impl Engine {
                 return Err(UserError::InvalidFilter(format!("unknown topic {topic:?}")).into());
             }
         }
-        let lexical: Vec<String> = match request.mode {
-            Mode::Semantic => Vec::new(),
-            Mode::Lexical | Mode::Hybrid => self
-                .generation
-                .lexical
-                .search(&request.query, &request.filter, CANDIDATE_DEPTH)?
-                .into_iter()
-                .map(|hit| hit.question_id)
-                .collect(),
-        };
-        let semantic: Vec<String> = match request.mode {
-            Mode::Lexical => Vec::new(),
-            Mode::Semantic | Mode::Hybrid => {
-                let query_vector = self.embed_query(&request.query)?;
-                let (question_hits, answer_hits) = self.vector_hits(&query_vector, &request.filter)?;
-                semantic_ranking(&question_hits, &answer_hits, self.fusion.answer_weight)
-            }
-        };
-        let params = match request.mode {
-            Mode::Hybrid => self.fusion,
-            Mode::Lexical | Mode::Semantic => FusionParams { lexical_weight: 1.0, semantic_weight: 1.0, ..self.fusion },
-        };
-        let fused = fuse(&lexical, &semantic, &params);
+        let fused = self.signals(&request.query, &request.filter, request.mode)?.rank(request.mode, &self.fusion);
         let total = fused.len();
         let mut results = Vec::new();
         for item in fused.into_iter().skip(request.offset).take(request.limit) {
@@ -274,49 +324,116 @@ impl Engine {
         })
     }
 
-    /// Curated follow-ups first, then nearest neighbours; never the question itself and never
-    /// two near-duplicates of each other.
+    /// Curated follow-ups first, then the nearest neighbours by what the questions are about
+    /// (`Neighbours::Content`), above a floor, each with why it is related; never the question
+    /// itself and never two near-duplicates of each other. Reads stored vectors only.
     pub fn related(&self, id: &str, limit: usize) -> Result<Vec<RelatedHit>, Error> {
+        self.related_with(id, limit, Neighbours::Content, NEIGHBOUR_FLOOR)
+    }
+
+    /// `related` with another way of finding neighbours and another floor (for the eval).
+    pub fn related_with(&self, id: &str, limit: usize, method: Neighbours, floor: f32) -> Result<Vec<RelatedHit>, Error> {
         if !(1..=MAX_LIMIT).contains(&limit) {
             return Err(UserError::InvalidQuery(format!("limit must be between 1 and {MAX_LIMIT}")).into());
         }
         let question = self.question(id)?;
         let embeddings = &self.generation.embeddings;
-        let own_vector = &embeddings
-            .get(id)
-            .ok_or_else(|| InternalError::Index(format!("no embeddings for {id}")))?
-            .question;
+        let own = embeddings.get(id).ok_or_else(|| InternalError::Index(format!("no embeddings for {id}")))?;
+        let own_content = content_vector(own);
         let mut chosen: Vec<RelatedHit> = Vec::new();
         let mut chosen_vectors: Vec<&[f32]> = Vec::new();
         for follow_up in question.entry.follow_ups.iter().take(limit) {
-            let Some(other) = self.corpus.get(follow_up) else { continue };
-            let Some(vectors) = embeddings.get(follow_up) else { continue };
+            let (Some(other), Some(vectors)) = (self.corpus.get(follow_up), embeddings.get(follow_up)) else { continue };
             chosen_vectors.push(&vectors.question);
-            chosen.push(related_hit(other, RelatedReason::FollowUp, cosine(own_vector, &vectors.question)));
+            let similarity = cosine(&own_content, &content_vector(vectors));
+            chosen.push(related_hit(other, RelatedReason::FollowUp, similarity, "a curated follow-up".to_string()));
         }
-        if chosen.len() < limit {
-            let neighbours = self.generation.vectors.search(VectorName::Question, own_vector, &SearchFilter::default(), CANDIDATE_DEPTH)?;
-            for neighbour in neighbours {
-                if chosen.len() >= limit {
-                    break;
-                }
-                if neighbour.question_id == id || chosen.iter().any(|hit| hit.id == neighbour.question_id) {
-                    continue;
-                }
-                let (Some(other), Some(vectors)) = (self.corpus.get(&neighbour.question_id), embeddings.get(&neighbour.question_id)) else {
-                    continue;
-                };
-                if cosine(own_vector, &vectors.question) >= 0.98
-                    || chosen_vectors.iter().any(|v| cosine(v, &vectors.question) >= NEAR_DUPLICATE_COSINE)
-                {
-                    continue;
-                }
-                chosen_vectors.push(&vectors.question);
-                chosen.push(related_hit(other, RelatedReason::Similar, neighbour.score));
+        for (neighbour, similarity) in self.neighbours(id, method)? {
+            if chosen.len() >= limit || similarity < floor {
+                break;
             }
+            if chosen.iter().any(|hit| hit.id == neighbour) {
+                continue;
+            }
+            let (Some(other), Some(vectors)) = (self.corpus.get(&neighbour), embeddings.get(&neighbour)) else { continue };
+            if cosine(&own.question, &vectors.question) >= SAME_QUESTION_COSINE
+                || chosen_vectors.iter().any(|v| cosine(v, &vectors.question) >= NEAR_DUPLICATE_COSINE)
+            {
+                continue;
+            }
+            chosen_vectors.push(&vectors.question);
+            let why = why_related(question, other, &own_content, vectors);
+            chosen.push(related_hit(other, RelatedReason::Similar, similarity, why));
         }
         Ok(chosen)
     }
+
+    /// Every other question, closest first, by `method`.
+    pub fn neighbours(&self, id: &str, method: Neighbours) -> Result<Vec<(String, f32)>, Error> {
+        self.question(id)?;
+        let embeddings = &self.generation.embeddings;
+        let own = embeddings.get(id).ok_or_else(|| InternalError::Index(format!("no embeddings for {id}")))?;
+        let own_vector = method.vector(own);
+        let mut ranked: Vec<(String, f32)> = embeddings
+            .iter()
+            .filter(|(other, _)| other.as_str() != id)
+            .map(|(other, vectors)| (other.clone(), cosine(&own_vector, &method.vector(vectors))))
+            .collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        Ok(ranked)
+    }
+}
+
+/// How neighbours of a question are found (`askmark eval related` compares them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Neighbours {
+    /// By the question's own text: many questions share a template ("Explain the concept of X
+    /// in Python"), so the template weighs as much as the subject.
+    QuestionText,
+    /// By what the question is about: its reference answer and key points.
+    Content,
+}
+
+impl Neighbours {
+    pub const ALL: [Neighbours; 2] = [Neighbours::QuestionText, Neighbours::Content];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Neighbours::QuestionText => "question text",
+            Neighbours::Content => "content (answer + key points)",
+        }
+    }
+
+    fn vector(self, embeddings: &QuestionEmbeddings) -> Vec<f32> {
+        match self {
+            Neighbours::QuestionText => embeddings.question.clone(),
+            Neighbours::Content => content_vector(embeddings),
+        }
+    }
+}
+
+/// What a question is about: the direction of its reference answer and key points together.
+fn content_vector(embeddings: &QuestionEmbeddings) -> Vec<f32> {
+    let parts: Vec<&[f32]> =
+        embeddings.references.iter().take(1).chain(&embeddings.key_points).map(Vec::as_slice).collect();
+    mean_direction(&parts)
+}
+
+/// Why `other` is related to `question`: the tags they share, or else the key point of `other`
+/// closest to what `question` is about.
+fn why_related(question: &Question, other: &Question, own_content: &[f32], other_vectors: &QuestionEmbeddings) -> String {
+    let shared: Vec<&str> =
+        question.entry.tags.iter().filter(|tag| other.entry.tags.contains(tag)).map(String::as_str).collect();
+    if !shared.is_empty() {
+        return format!("both about {}", shared.join(", "));
+    }
+    other
+        .entry
+        .key_points
+        .iter()
+        .zip(&other_vectors.key_points)
+        .max_by(|a, b| cosine(own_content, a.1).total_cmp(&cosine(own_content, b.1)))
+        .map_or_else(|| "close in content".to_string(), |(point, _)| format!("close in content: {point}"))
 }
 
 /// Question ids by semantic closeness: `max(q, (1 - w)·q + w·a)` where `q` and `a` are the
@@ -335,7 +452,7 @@ pub fn semantic_ranking(question_hits: &[VectorHit], answer_hits: &[VectorHit], 
     ranking.into_iter().map(|(id, _)| id.to_string()).collect()
 }
 
-fn related_hit(question: &Question, reason: RelatedReason, similarity: f32) -> RelatedHit {
+fn related_hit(question: &Question, reason: RelatedReason, similarity: f32, why: String) -> RelatedHit {
     RelatedHit {
         id: question.entry.id.clone(),
         question: question.entry.question.clone(),
@@ -343,5 +460,6 @@ fn related_hit(question: &Question, reason: RelatedReason, similarity: f32) -> R
         difficulty: question.entry.difficulty,
         reason,
         similarity,
+        why,
     }
 }

@@ -1,7 +1,7 @@
 //! Admin writes: `POST /v1/questions` (create or replace) and `DELETE /v1/questions/{id}`.
-//! A write is validated like the corpus loader, written back to its corpus file, indexed into a
-//! new generation (reusing every unchanged embedding) and only then swapped in; a failed build
-//! restores the file, so the corpus on disk and the index served never disagree for long.
+//! Each goes to the engine's single writer (`Engine::apply_async`), which validates it like the
+//! corpus loader, makes the corpus files durable, indexes a new generation and swaps it in before
+//! the request is answered; a client that hangs up early changes nothing about the outcome.
 
 use std::sync::Arc;
 
@@ -11,10 +11,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
-use super::{on_blocking_pool, ApiError, ApiJson, AppState};
-use crate::corpus::{Corpus, QuestionEntry};
-use crate::error::{InternalError, UserError};
-use crate::search::Engine;
+use super::{ApiError, ApiJson, AppState};
+use crate::corpus::QuestionEntry;
+use crate::engine::Change;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -47,51 +46,6 @@ fn constant_time_eq(left: &[u8], right: &[u8]) -> bool {
     left.len() == right.len() && left.iter().zip(right).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
-enum Change {
-    Upsert { topic: String, entry: QuestionEntry },
-    Delete { id: String },
-}
-
-impl AppState {
-    /// Applies one change end to end; the caller holds the write lock.
-    fn apply(&self, change: Change) -> Result<(), ApiError> {
-        let engine = self.engine();
-        let (corpus, topic): (Corpus, String) = match change {
-            Change::Upsert { topic, entry } => {
-                (engine.corpus.with_upserted(&topic, entry).map_err(UserError::InvalidEntry)?, topic)
-            }
-            Change::Delete { id } => {
-                let question = engine.corpus.get(&id).ok_or_else(|| UserError::QuestionNotFound(id.clone()))?;
-                let topic = question.topic.clone();
-                (engine.corpus.without(&id).map_err(UserError::QuestionInUse)?, topic)
-            }
-        };
-        corpus.write_topic_file(&topic).map_err(InternalError::io("write the corpus file"))?;
-        let generation = match self.index.build(&corpus, engine.embedder.as_ref()) {
-            Ok(generation) => generation,
-            Err(error) => {
-                if let Err(restore) = engine.corpus.write_topic_file(&topic) {
-                    tracing::error!(error = %restore, topic, "could not restore the corpus file after a failed build");
-                }
-                return Err(error.into());
-            }
-        };
-        self.replace_engine(Engine {
-            corpus: Arc::new(corpus),
-            generation: Arc::new(generation),
-            embedder: engine.embedder.clone(),
-            fusion: engine.fusion,
-        });
-        Ok(())
-    }
-
-    async fn write(self: Arc<Self>, change: Change) -> Result<(), ApiError> {
-        let _one_writer = self.writes.lock().await;
-        let state = self.clone();
-        on_blocking_pool(move || state.apply(change)).await
-    }
-}
-
 /// Creates or replaces a question (validated like the corpus files), indexes it and writes it back.
 #[utoipa::path(post, path = "/v1/questions", request_body = UpsertBody, security(("api_key" = [])), responses(
     (status = 200, description = "replaced", body = crate::corpus::Question),
@@ -107,12 +61,10 @@ pub(super) async fn upsert_question(
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
     let id = body.question.id.clone();
-    let existed = state.engine().corpus.get(&id).is_some();
-    state.clone().write(Change::Upsert { topic: body.topic, entry: body.question }).await?;
-    tracing::info!(id, existed, "question upserted");
-    let engine = state.engine();
-    let question = engine.corpus.get(&id).ok_or_else(ApiError::internal)?;
-    let status = if existed { StatusCode::OK } else { StatusCode::CREATED };
+    let applied = state.engine().apply_async(Change::Upsert { topic: body.topic, entry: body.question }).await?;
+    tracing::info!(id, created = applied.created, "question upserted");
+    let question = applied.question.ok_or_else(ApiError::internal)?;
+    let status = if applied.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(question)).into_response())
 }
 
@@ -129,7 +81,7 @@ pub(super) async fn delete_question(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
-    state.clone().write(Change::Delete { id: id.clone() }).await?;
+    state.engine().apply_async(Change::Delete { id: id.clone() }).await?;
     tracing::info!(id, "question deleted");
     Ok(StatusCode::NO_CONTENT.into_response())
 }

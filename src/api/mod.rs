@@ -1,8 +1,8 @@
 //! The HTTP layer: thin axum handlers over the core `Engine`. CPU work (embedding, index search)
 //! runs on the blocking pool behind a bounded number of permits; a request waits for one at most
 //! the queue timeout, then gets a 503 `overloaded` instead of waiting in an unbounded queue. Admin writes
-//! build a new index generation aside and swap the engine, so readers see the old or the new
-//! corpus, never half of one.
+//! go to the engine's single writer, which finishes them whether or not the client waits; readers
+//! see the old or the new corpus, never half of one.
 
 mod admin;
 mod error;
@@ -13,7 +13,7 @@ mod review;
 mod web;
 
 use std::num::NonZeroU32;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request};
@@ -33,8 +33,7 @@ use tower_http::trace::TraceLayer;
 pub use error::ApiError;
 pub use extract::{ApiJson, ApiQuery};
 
-use crate::index::IndexDir;
-use crate::search::Engine;
+use crate::engine::Engine;
 
 /// Largest request body accepted; a review answer is at most 10 000 characters.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -70,35 +69,24 @@ impl Default for ServerConfig {
 }
 
 pub struct AppState {
-    engine: RwLock<Arc<Engine>>,
+    engine: Engine,
     cpu_permits: Arc<Semaphore>,
-    index: IndexDir,
-    /// One admin write at a time: each builds a generation from the corpus the previous one left.
-    writes: tokio::sync::Mutex<()>,
     review_limiter: review::ClientLimiter,
     config: ServerConfig,
 }
 
 impl AppState {
-    pub fn new(engine: Engine, index: IndexDir, config: ServerConfig) -> Arc<AppState> {
-        record_index_size(&engine);
+    pub fn new(engine: Engine, config: ServerConfig) -> Arc<AppState> {
         Arc::new(AppState {
-            engine: RwLock::new(Arc::new(engine)),
+            engine,
             cpu_permits: Arc::new(Semaphore::new(config.max_cpu_jobs.max(1))),
-            index,
-            writes: tokio::sync::Mutex::new(()),
             review_limiter: review::ClientLimiter::new(config.reviews_per_minute),
             config,
         })
     }
 
-    pub fn engine(&self) -> Arc<Engine> {
-        self.engine.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
-    }
-
-    fn replace_engine(&self, engine: Engine) {
-        record_index_size(&engine);
-        *self.engine.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(engine);
+    pub fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     /// Runs CPU-bound work on the blocking pool, with the caller's tracing span, once a permit is
@@ -113,7 +101,7 @@ impl AppState {
             metrics::counter!("askmark_overloaded_total").increment(1);
             return Err(ApiError::overloaded());
         };
-        let engine = self.engine();
+        let engine = self.engine.clone();
         on_blocking_pool(move || {
             let _permit = permit;
             work(&engine)
@@ -133,11 +121,6 @@ where
         tracing::error!(error = %join_error, "blocking task failed");
         ApiError::internal()
     })?
-}
-
-fn record_index_size(engine: &Engine) {
-    metrics::gauge!("askmark_index_questions").set(engine.corpus.questions().len() as f64);
-    metrics::gauge!("askmark_index_lexical_documents").set(engine.generation.lexical.num_docs() as f64);
 }
 
 /// The process-wide Prometheus recorder, installed on first use.

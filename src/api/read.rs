@@ -38,15 +38,15 @@ pub(super) struct Readiness {
 /// The index and the model are loaded and the vector store answers.
 #[utoipa::path(get, path = "/readyz", responses((status = 200, body = Readiness), (status = 503, body = super::error::Problem)))]
 pub(super) async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<Readiness>, ApiError> {
-    let engine = state.engine();
-    let vectors = engine.generation.vectors.count().map_err(|error| ApiError::not_ready(error.to_string()))?;
+    let status = state.engine().snapshot().status();
+    let vectors = status.vectors.map_err(|error| ApiError::not_ready(error.to_string()))?;
     Ok(Json(Readiness {
         status: "ready",
-        questions: engine.corpus.questions().len(),
-        lexical_documents: engine.generation.lexical.num_docs(),
+        questions: status.questions,
+        lexical_documents: status.lexical_documents,
         vectors,
-        vector_store: engine.generation.vectors.describe(),
-        model: engine.embedder.model().id.clone(),
+        vector_store: status.vector_store,
+        model: state.engine().embedder().model().id.clone(),
     }))
 }
 
@@ -125,9 +125,9 @@ pub(super) struct Topics {
 /// Topics with their question counts, in corpus order.
 #[utoipa::path(get, path = "/v1/topics", responses((status = 200, body = Topics)))]
 pub(super) async fn topics(State(state): State<Arc<AppState>>) -> Json<Topics> {
-    let engine = state.engine();
-    let topics = engine
-        .corpus
+    let snapshot = state.engine().snapshot();
+    let topics = snapshot
+        .corpus()
         .topic_counts()
         .into_iter()
         .map(|(topic, questions)| TopicSummary { id: topic.id.clone(), title: topic.title.clone(), questions })
@@ -174,14 +174,14 @@ pub(super) async fn list_questions(State(state): State<Arc<AppState>>, ApiQuery(
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(ApiError::invalid_query(format!("limit must be between 1 and {MAX_PAGE}")));
     }
-    let engine = state.engine();
+    let snapshot = state.engine().snapshot();
     if let Some(topic) = &params.topic {
-        if !engine.corpus.topics().iter().any(|t| &t.id == topic) {
+        if !snapshot.corpus().topics().iter().any(|t| &t.id == topic) {
             return Err(invalid_filter(format!("unknown topic {topic:?}")));
         }
     }
     let matching: Vec<&Question> =
-        engine.corpus.questions().iter().filter(|q| params.topic.as_ref().is_none_or(|t| &q.topic == t)).collect();
+        snapshot.corpus().questions().iter().filter(|q| params.topic.as_ref().is_none_or(|t| &q.topic == t)).collect();
     let items = matching
         .iter()
         .skip(params.offset.unwrap_or(0))
@@ -225,13 +225,13 @@ pub(super) struct QuestionDetail {
     (status = 404, description = "question_not_found", body = super::error::Problem),
 ))]
 pub(super) async fn question(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<QuestionDetail>, ApiError> {
-    let engine = state.engine();
-    let question = engine.corpus.get(&id).ok_or_else(|| UserError::QuestionNotFound(id.clone()))?;
+    let snapshot = state.engine().snapshot();
+    let question = snapshot.corpus().get(&id).ok_or_else(|| UserError::QuestionNotFound(id.clone()))?;
     let entry = &question.entry;
     let follow_ups = entry
         .follow_ups
         .iter()
-        .filter_map(|id| engine.corpus.get(id).map(|q| FollowUpRef { id: q.entry.id.clone(), question: q.entry.question.clone() }))
+        .filter_map(|id| snapshot.corpus().get(id).map(|q| FollowUpRef { id: q.entry.id.clone(), question: q.entry.question.clone() }))
         .collect();
     Ok(Json(QuestionDetail {
         id: entry.id.clone(),

@@ -7,8 +7,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, InternalError};
-use crate::search::{fuse, semantic_ranking, Engine, FusionParams, Mode};
-use crate::vectors::{SearchFilter, VectorHit};
+use crate::engine::Engine;
+use crate::search::{FusionParams, Mode, RankingSignals};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -73,32 +73,22 @@ pub fn mean(all: &[Metrics]) -> Metrics {
 /// The raw signals of one query, computed once so fusion parameters can be varied cheaply.
 pub struct QuerySignals {
     pub query: EvalQuery,
-    pub lexical: Vec<String>,
-    pub question_hits: Vec<VectorHit>,
-    pub answer_hits: Vec<VectorHit>,
+    pub signals: RankingSignals,
 }
 
 pub fn collect_signals(engine: &Engine, queries: Vec<EvalQuery>) -> Result<Vec<QuerySignals>, Error> {
-    let filter = SearchFilter::default();
     queries
         .into_iter()
         .map(|query| {
-            let lexical = engine.generation.lexical.search(&query.query, &filter, 100)?.into_iter().map(|h| h.question_id).collect();
-            let vector = engine.embed_query(&query.query)?;
-            let (question_hits, answer_hits) = engine.vector_hits(&vector, &filter)?;
-            Ok(QuerySignals { query, lexical, question_hits, answer_hits })
+            let signals = engine.ranking_signals(&query.query)?;
+            Ok(QuerySignals { query, signals })
         })
         .collect()
 }
 
-/// The ranking a mode produces from the signals, as `Engine::search` would.
+/// The ranking a mode produces, exactly as search ranks.
 pub fn ranking(signals: &QuerySignals, mode: Mode, params: &FusionParams) -> Vec<String> {
-    let semantic = || semantic_ranking(&signals.question_hits, &signals.answer_hits, params.answer_weight);
-    match mode {
-        Mode::Lexical => signals.lexical.clone(),
-        Mode::Semantic => semantic(),
-        Mode::Hybrid => fuse(&signals.lexical, &semantic(), params).into_iter().map(|f| f.id).collect(),
-    }
+    signals.signals.rank(mode, params).into_iter().map(|fused| fused.id).collect()
 }
 
 pub fn evaluate(signals: &[&QuerySignals], mode: Mode, params: &FusionParams, kind: Option<&str>) -> Metrics {

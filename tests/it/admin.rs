@@ -5,13 +5,14 @@ use std::sync::Arc;
 
 use askmark::api::{router, AppState, ServerConfig};
 use askmark::corpus::Corpus;
+use askmark::engine::Engine;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-use crate::common::{self, fixture_corpus, EMBEDDER};
+use crate::common::{self, fixture_corpus, MODELS};
 
 /// Fields drop in order: the router (and its index) before the folders it uses.
 struct Fixture {
@@ -23,9 +24,9 @@ struct Fixture {
 fn fixture(api_keys: &[&str]) -> Fixture {
     let corpus_dir = fixture_corpus("09-concurrency.toml");
     let index_dir = tempfile::tempdir().unwrap();
-    let engine = askmark::open_engine(corpus_dir.path(), &common::index_dir(index_dir.path()), EMBEDDER.clone()).unwrap();
+    let engine = Engine::open(corpus_dir.path(), common::index_dir(index_dir.path()), MODELS.clone()).unwrap();
     let config = ServerConfig { api_keys: api_keys.iter().map(|k| k.to_string()).collect(), ..ServerConfig::default() };
-    let app = router(AppState::new(engine, common::index_dir(index_dir.path()), config));
+    let app = router(AppState::new(engine, config));
     Fixture { app, corpus_dir, _index_dir: index_dir }
 }
 

@@ -7,7 +7,7 @@ use askmark::api::{router, AppState, ServerConfig};
 use askmark::error::InternalError;
 use askmark::index::Generation;
 use askmark::lexical::LexicalIndex;
-use askmark::search::Engine;
+use askmark::engine::Engine;
 use askmark::vectors::{SearchFilter, VectorName};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -15,7 +15,7 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
 
-use crate::common::ENGINE;
+use crate::common::{ENGINE, MODELS};
 
 pub(crate) fn app() -> axum::Router {
     app_with(ServerConfig::default())
@@ -91,7 +91,7 @@ async fn a_question_comes_with_its_follow_ups_resolved() {
     assert!(follow_ups.len() >= 2);
     for follow_up in follow_ups {
         let id = follow_up["id"].as_str().unwrap();
-        assert_eq!(follow_up["question"].as_str().unwrap(), ENGINE.corpus.get(id).unwrap().entry.question);
+        assert_eq!(follow_up["question"].as_str().unwrap(), ENGINE.snapshot().corpus().get(id).unwrap().entry.question);
     }
 }
 
@@ -105,9 +105,9 @@ async fn related_and_topics() {
     let (status, _, body) = get("/v1/topics").await;
     assert_eq!(status, StatusCode::OK);
     let topics = body["topics"].as_array().unwrap();
-    assert_eq!(topics.len(), ENGINE.corpus.topics().len());
+    assert_eq!(topics.len(), ENGINE.snapshot().corpus().topics().len());
     let total: u64 = topics.iter().map(|t| t["questions"].as_u64().unwrap()).sum();
-    assert_eq!(total as usize, ENGINE.corpus.questions().len());
+    assert_eq!(total as usize, ENGINE.snapshot().corpus().questions().len());
 }
 
 #[tokio::test]
@@ -151,7 +151,7 @@ async fn review_returns_a_verdict() {
         assert!(verdict.get(field).is_some(), "missing {field}: {verdict}");
     }
     let points = verdict["key_points"].as_array().unwrap();
-    assert_eq!(points.len(), ENGINE.corpus.get("gil").unwrap().entry.key_points.len());
+    assert_eq!(points.len(), ENGINE.snapshot().corpus().get("gil").unwrap().entry.key_points.len());
     assert!(points.iter().all(|p| p["covered"].is_boolean() || p["covered"] == "partially"));
 }
 
@@ -186,7 +186,7 @@ async fn bad_review_requests_are_problems_with_stable_codes() {
 }
 
 fn app_with(config: ServerConfig) -> axum::Router {
-    router(AppState::new((**ENGINE).clone(), crate::common::index_dir(&ENGINE.generation.dir.join("../..")), config))
+    router(AppState::new((**ENGINE).clone(), config))
 }
 
 fn review_request() -> Request<Body> {
@@ -277,7 +277,7 @@ async fn the_question_list_pages_and_filters() {
     let (status, _, body) = get("/v1/questions?topic=concurrency&limit=3").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["items"].as_array().unwrap().len(), 3);
-    let in_topic = ENGINE.corpus.questions().iter().filter(|q| q.topic == "concurrency").count();
+    let in_topic = ENGINE.snapshot().corpus().questions().iter().filter(|q| q.topic == "concurrency").count();
     assert_eq!(body["total"].as_u64().unwrap() as usize, in_topic);
     assert!(body["items"].as_array().unwrap().iter().all(|i| i["topic"] == "concurrency"));
     assert_problem("/v1/questions?limit=0", StatusCode::BAD_REQUEST, "invalid_query").await;
@@ -314,7 +314,8 @@ fn unreachable_error() -> InternalError {
 
 #[tokio::test]
 async fn without_its_vector_store_a_replica_degrades_to_lexical_search_and_is_not_ready() {
-    let generation = &ENGINE.generation;
+    let snapshot = ENGINE.snapshot();
+    let generation = snapshot.generation();
     let degraded = Generation {
         dir: generation.dir.clone(),
         manifest: generation.manifest.clone(),
@@ -322,8 +323,9 @@ async fn without_its_vector_store_a_replica_degrades_to_lexical_search_and_is_no
         vectors: Arc::new(UnreachableStore),
         embeddings: generation.embeddings.clone(),
     };
-    let engine = Engine { generation: Arc::new(degraded), ..(**ENGINE).clone() };
-    let app = router(AppState::new(engine, crate::common::index_dir(&generation.dir.join("../..")), ServerConfig::default()));
+    let index = crate::common::index_dir(&generation.dir.join("../.."));
+    let engine = Engine::from_parts(snapshot.corpus().clone(), degraded, MODELS.clone(), index).unwrap();
+    let app = router(AppState::new(engine, ServerConfig::default()));
     let send = |uri: &str| app.clone().oneshot(Request::get(uri).body(Body::empty()).unwrap());
 
     let hybrid = send("/v1/search?q=what+is+the+gil").await.unwrap();

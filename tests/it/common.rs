@@ -3,19 +3,20 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock};
 
-use askmark::embed::{Embedder, FastEmbedder, ModelPaths};
+use askmark::embed::Embedder;
 use askmark::index::IndexDir;
-use askmark::search::Engine;
+use askmark::engine::{Engine, Models};
 use askmark::vectors::{QdrantConfig, VectorBackend};
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-pub static EMBEDDER: LazyLock<Arc<dyn Embedder>> = LazyLock::new(|| {
-    let paths = ModelPaths::under(&repo().join("models"));
-    Arc::new(FastEmbedder::load(&paths, 2).expect("the model is set up (run scripts/setup-model)"))
-});
+/// The real sentence model and the real judge, loaded once.
+pub static MODELS: LazyLock<Models> =
+    LazyLock::new(|| Models::load(&repo().join("models"), 2, 1).expect("the models are set up (run scripts/setup-model)"));
+
+pub static EMBEDDER: LazyLock<Arc<dyn Embedder>> = LazyLock::new(|| MODELS.embedder.clone());
 
 /// The backend under test: a Qdrant server when `ASKMARK_QDRANT_URL` is set, else the embedded
 /// store. Each test run uses its own alias, so runs never share collections.
@@ -38,7 +39,7 @@ pub fn index_dir(path: &Path) -> IndexDir {
 /// The real corpus indexed into a temporary folder that lives as long as the test binary.
 pub static ENGINE: LazyLock<Arc<Engine>> = LazyLock::new(|| {
     let folder = Box::leak(Box::new(tempfile::tempdir().expect("temp dir")));
-    let engine = askmark::open_engine(&repo().join("corpus"), &index_dir(folder.path()), EMBEDDER.clone()).expect("engine opens");
+    let engine = Engine::open(&repo().join("corpus"), index_dir(folder.path()), MODELS.clone()).expect("engine opens");
     Arc::new(engine)
 });
 

@@ -87,7 +87,42 @@ fn a_topic_file_written_back_loads_to_the_same_corpus() {
         }
     }
     let copy = Corpus::load_dir(dir.path()).unwrap();
-    copy.write_topic_file("concurrency").unwrap();
+    copy.write_topic_files(&["concurrency"]).unwrap();
     let reloaded = Corpus::load_dir(dir.path()).unwrap();
     assert_eq!(reloaded.hash(), full.hash());
+}
+
+#[test]
+fn a_move_interrupted_after_its_journal_is_finished_by_recover() {
+    let names: Vec<String> = std::fs::read_dir(repo().join("corpus"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".toml"))
+        .collect();
+    let dir = corpus_copy(&names.iter().map(String::as_str).collect::<Vec<_>>());
+    let corpus = Corpus::load_dir(dir.path()).unwrap();
+    let gil = corpus.get("gil").unwrap().entry.clone();
+    let moved = corpus.with_upserted("advanced", gil).unwrap();
+    moved.write_topic_files(&["advanced", "concurrency"]).unwrap();
+    let expected = std::fs::read_dir(dir.path()).unwrap().count();
+
+    // A crash right after the journal was made durable: the journal is there, the files are old.
+    let journal = dir.path().join(".askmark-journal.json");
+    let renders: Vec<serde_json::Value> = ["08-advanced.toml", "09-concurrency.toml"]
+        .iter()
+        .map(|name| serde_json::json!({"name": name, "text": std::fs::read_to_string(dir.path().join(name)).unwrap()}))
+        .collect();
+    std::fs::write(&journal, serde_json::json!({"files": renders}).to_string()).unwrap();
+    for name in ["08-advanced.toml", "09-concurrency.toml"] {
+        std::fs::copy(repo().join("corpus").join(name), dir.path().join(name)).unwrap();
+    }
+    std::fs::write(dir.path().join(".09-concurrency.toml.1-0.tmp"), "half a file").unwrap();
+    assert!(Corpus::load_dir(dir.path()).unwrap().get("gil").unwrap().topic == "concurrency", "the files are the old ones");
+
+    assert!(Corpus::recover(dir.path()).unwrap(), "a journal was replayed");
+    let recovered = Corpus::load_dir(dir.path()).unwrap();
+    assert_eq!(recovered.get("gil").unwrap().topic, "advanced");
+    assert_eq!(recovered.hash(), moved.hash());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), expected, "no journal or temp file is left");
+    assert!(!Corpus::recover(dir.path()).unwrap(), "nothing left to replay");
 }

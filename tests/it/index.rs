@@ -2,10 +2,12 @@ use std::sync::Arc;
 
 use askmark::corpus::Corpus;
 use askmark::embed::{Embedder, ModelInfo};
+use askmark::engine::Engine;
 use askmark::error::InternalError;
 use askmark::index::{IndexDir, Staleness};
+use askmark::pool::Priority;
 
-use crate::common::{self, fixture_corpus, EMBEDDER};
+use crate::common::{self, fixture_corpus, EMBEDDER, MODELS};
 
 fn generation_names(index: &std::path::Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(index.join("generations"))
@@ -50,7 +52,7 @@ fn a_rebuild_embeds_only_the_questions_that_changed() {
 struct BrokenModel(ModelInfo);
 
 impl Embedder for BrokenModel {
-    fn embed(&self, _texts: &[&str]) -> Result<Vec<Vec<f32>>, InternalError> {
+    fn embed_with(&self, _texts: &[&str], _priority: Priority) -> Result<Vec<Vec<f32>>, InternalError> {
         Err(InternalError::Model("the model crashed".into()))
     }
     fn model(&self) -> &ModelInfo {
@@ -86,12 +88,12 @@ fn a_failed_build_leaves_the_current_index_untouched() {
 fn opening_an_up_to_date_index_does_not_rebuild_it() {
     let corpus_dir = fixture_corpus("08-advanced.toml");
     let index_dir = tempfile::tempdir().unwrap();
-    askmark::open_engine(corpus_dir.path(), &common::index_dir(index_dir.path()), EMBEDDER.clone()).unwrap();
+    Engine::open(corpus_dir.path(), common::index_dir(index_dir.path()), MODELS.clone()).unwrap();
     let after_first = generation_names(index_dir.path());
-    let engine = askmark::open_engine(corpus_dir.path(), &common::index_dir(index_dir.path()), EMBEDDER.clone()).unwrap();
+    let engine = Engine::open(corpus_dir.path(), common::index_dir(index_dir.path()), MODELS.clone()).unwrap();
     assert_eq!(generation_names(index_dir.path()), after_first);
     assert_eq!(after_first.len(), 1);
-    assert_eq!(engine.generation.manifest.model, *EMBEDDER.model());
+    assert_eq!(engine.snapshot().manifest().model, *EMBEDDER.model());
 }
 
 #[test]

@@ -78,7 +78,7 @@ fn filters_restrict_every_mode() {
         let results = ENGINE.search(&tagged).unwrap();
         assert!(!results.results.is_empty());
         for hit in &results.results {
-            assert!(ENGINE.corpus.get(&hit.id).unwrap().entry.tags.contains(&"gil".to_string()));
+            assert!(ENGINE.snapshot().corpus().get(&hit.id).unwrap().entry.tags.contains(&"gil".to_string()));
         }
     }
 }
@@ -119,7 +119,8 @@ fn bad_requests_are_user_errors() {
 
 #[test]
 fn related_questions_start_with_the_curated_follow_ups() {
-    let question = ENGINE.corpus.get("gil").unwrap();
+    let snapshot = ENGINE.snapshot();
+    let question = snapshot.corpus().get("gil").unwrap();
     let related = ENGINE.related("gil", 6).unwrap();
     let curated = question.entry.follow_ups.len().min(6);
     assert_eq!(related.len(), 6);
@@ -136,9 +137,10 @@ fn related_questions_start_with_the_curated_follow_ups() {
 
 #[test]
 fn similar_related_questions_are_not_near_duplicates_of_each_other() {
-    for question in ENGINE.corpus.questions().iter().take(40) {
+    let snapshot = ENGINE.snapshot();
+    for question in snapshot.corpus().questions().iter().take(40) {
         let related = ENGINE.related(question.id(), 8).unwrap();
-        let vectors: Vec<&Vec<f32>> = related.iter().map(|hit| &ENGINE.generation.embeddings[&hit.id].question).collect();
+        let vectors: Vec<&Vec<f32>> = related.iter().map(|hit| &snapshot.embeddings(&hit.id).unwrap().question).collect();
         for (i, hit) in related.iter().enumerate().filter(|(_, hit)| hit.reason == RelatedReason::Similar) {
             for other in &vectors[..i] {
                 assert!(cosine(vectors[i], other) < 0.9, "{} has a near-duplicate before it", hit.id);

@@ -2,15 +2,14 @@
 //! is set (see `common::BACKEND`); the tests here check what only a server has: collections,
 //! the alias, a dimension mismatch, and an unreachable server.
 
-use std::sync::Arc;
 
 use askmark::corpus::Corpus;
 use askmark::error::InternalError;
 use askmark::index::{IndexDir, VectorLocation};
-use askmark::search::Engine;
+use askmark::engine::Engine;
 use askmark::vectors::{QdrantConfig, QdrantStore, SearchFilter, VectorBackend, VectorName, VectorStore};
 
-use crate::common::{self, fixture_corpus, EMBEDDER};
+use crate::common::{self, fixture_corpus, EMBEDDER, MODELS};
 
 /// The server under test, or `None` after saying the test was skipped.
 fn server_or_skip(test: &str) -> Option<QdrantConfig> {
@@ -99,7 +98,7 @@ fn reindexing_reuses_the_collection_and_a_new_corpus_moves_the_alias() {
     let next = index.build(&bigger, EMBEDDER.as_ref()).unwrap();
     assert_ne!(collection_of(&next.manifest.vectors), collection_of(&first.manifest.vectors));
     assert_eq!(through_alias.count().unwrap(), corpus.questions().len() + 1, "the alias names the new collection");
-    let engine = Engine { corpus: Arc::new(bigger), generation: Arc::new(next), embedder: EMBEDDER.clone(), fusion: Default::default() };
+    let engine = Engine::from_parts(bigger, next, MODELS.clone(), index).unwrap();
     let related = engine.related("extra-question", 3).unwrap();
     assert_eq!(related.len(), 3);
 }
