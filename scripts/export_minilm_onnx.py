@@ -139,18 +139,27 @@ def encoder_layer(g, x, bias, i, cfg, out=None):
     return layer_norm(g, residual, f"{p}.output.LayerNorm", eps, out=out)
 
 
-def build_model(weights, cfg):
-    g = Graph(weights)
+def encoder(g, cfg):
+    """The BERT encoder over the three int64 inputs; returns `last_hidden_state`."""
     x = embeddings(g, cfg["layer_norm_eps"])
     bias = attention_bias(g)
     layers = cfg["num_hidden_layers"]
     for i in range(layers):
         x = encoder_layer(g, x, bias, i, cfg, out="last_hidden_state" if i == layers - 1 else None)
+    return x
 
-    inputs = [
+
+def encoder_inputs():
+    return [
         helper.make_tensor_value_info(name, TensorProto.INT64, [BATCH, SEQUENCE])
         for name in ("input_ids", "attention_mask", "token_type_ids")
     ]
+
+
+def build_model(weights, cfg):
+    g = Graph(weights)
+    encoder(g, cfg)
+    inputs = encoder_inputs()
     outputs = [
         helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, [BATCH, SEQUENCE, cfg["hidden_size"]])
     ]

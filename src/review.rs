@@ -1,35 +1,74 @@
 //! Answer review: rates a candidate's free-text answer against a question's reference answers
-//! and rubric (key points). Several signals are combined instead of trusting one cosine:
-//! sentence-level similarity to each key point, lexical coverage of the key terms, whole-answer
-//! similarity to each reference, and checks (too short, restated question, keyword salad, off
-//! topic, contradiction) that cap the score whatever the similarity. The combination is a linear
-//! model fitted on `eval/answers.toml` (`askmark eval review --fit`), with printable weights.
+//! and rubric (key points).
+//!
+//! The bi-encoder picks, for every key point, the few passages of the answer closest to it; the
+//! pair judge (a trained cross-encoder, `judge`) then reads each (passage, key point) pair and
+//! says whether the passage entails, contradicts or is neutral to the point. A key point is
+//! covered when a passage entails it, and that passage is the evidence shown. A passage that
+//! contradicts a key point, or that entails one of the question's known misconceptions, is a
+//! contradiction, shown with the passage. Checks (restated question, keyword salad, off topic,
+//! too short for what it covers) cap the score whatever the judge says.
+//!
+//! The score is a small linear model over these signals, fitted on the training splits of the
+//! project's graded answers and of public graded data (`askmark eval review --fit`), with
+//! printable weights and calibrated bands. The model work of one review is bounded: at most
+//! `MAX_PASSAGES` passages are embedded and at most `CANDIDATES_PER_POINT` pairs per key point
+//! (plus one per close misconception) are judged, whatever the answer's length or shape.
 
 use std::collections::HashSet;
+use std::sync::LazyLock;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize, Serializer};
-use unicode_segmentation::UnicodeSegmentation;
 
-use crate::embed::cosine;
-use crate::error::{Error, UserError};
-use crate::lexical;
-use crate::search::Engine;
+use crate::corpus::Corpus;
+use crate::embed::{cosine, mean_direction, Embedder};
+use crate::error::{Error, InternalError, UserError};
+use crate::index::Generation;
+use crate::judge::{PairJudge, Verdict};
+use crate::text;
 
 pub const MAX_ANSWER_CHARS: usize = 10_000;
+pub const MAX_QUESTION_CHARS: usize = 1_000;
 pub const MAX_REFERENCES: usize = 5;
 pub const MAX_REFERENCE_CHARS: usize = 5_000;
-const MIN_WORDS: usize = 12;
-/// A key point is covered when its combined evidence reaches this, partially from the lower bound.
-const COVERED: f32 = 0.7;
-const PARTIALLY_COVERED: f32 = 0.58;
+pub const MAX_KEY_POINTS: usize = 12;
+pub const MAX_KEY_POINT_CHARS: usize = 300;
+
+/// An answer is read as at most this many passages; beyond it, neighbouring sentences are joined.
+const MAX_PASSAGES: usize = 48;
+/// Passages the judge reads per key point, the closest by the bi-encoder first, and how close a
+/// passage must be to be read at all: the judge is trained on statements about the point, and
+/// an unrelated sentence can look like entailment to it (it overrates long, wordy premises).
+const CANDIDATES_PER_POINT: usize = 2;
+const MIN_CANDIDATE_COSINE: f32 = 0.4;
+/// Judge probabilities: a key point is covered from `COVERED` entailment, partially from
+/// `PARTIALLY_COVERED`; a passage contradicts a point from `CONTRADICTS`; it states a known
+/// misconception from `STATES_MISCONCEPTION` entailment of it.
+const COVERED: f32 = 0.5;
+const PARTIALLY_COVERED: f32 = 0.25;
+const CONTRADICTS: f32 = 0.5;
+const STATES_MISCONCEPTION: f32 = 0.6;
+/// Misconceptions are judged only against a passage at least this close to them (bi-encoder).
+const MISCONCEPTION_CANDIDATE_COSINE: f32 = 0.45;
+/// An ad-hoc reference sentence becomes a key point from this many words.
+const MIN_KEY_POINT_WORDS: usize = 3;
 /// Scores of answers flagged as not answering at all stay below this.
 const FLAGGED_CEILING: f32 = 25.0;
-/// A sentence states a misconception when it is this close to it and this much closer to it than
-/// to any key point (chosen on the training split of eval/answers.toml: the embedding sees topic
-/// better than truth, so the bar is high to keep correct answers from being flagged).
-const MISCONCEPTION_MATCH: f32 = 0.85;
-const MISCONCEPTION_MARGIN: f32 = 0.03;
+/// `too_short`: fewer words than this share of the main reference (and at least
+/// `SHORT_MIN_WORDS`), while covering less than `SHORT_MAX_COVERAGE` of the key points.
+const SHORT_SHARE_OF_REFERENCE: f32 = 0.15;
+const SHORT_MIN_WORDS: usize = 8;
+const SHORT_MAX_COVERAGE: f32 = 0.5;
+/// `restates_question`: this close to the question while adding at most this many new terms.
+const RESTATES_COSINE: f32 = 0.8;
+const RESTATES_MAX_NEW_TERMS: usize = 4;
+/// `keyword_stuffing`: at least this many words with fewer function words than this share.
+const STUFFING_MIN_WORDS: usize = 5;
+const STUFFING_MAX_FUNCTION_WORDS: f32 = 0.12;
+/// `off_topic`: closer to another question's reference by this margin, and that one is close.
+const OFF_TOPIC_MARGIN: f32 = -0.05;
+const OFF_TOPIC_OTHER_COSINE: f32 = 0.5;
 
 /// What the answer is reviewed against.
 #[derive(Debug, Clone)]
@@ -92,6 +131,26 @@ pub enum Coverage {
     Missed,
 }
 
+impl Coverage {
+    fn of_entailment(entailment: f32) -> Coverage {
+        if entailment >= COVERED {
+            Coverage::Covered
+        } else if entailment >= PARTIALLY_COVERED {
+            Coverage::Partially
+        } else {
+            Coverage::Missed
+        }
+    }
+
+    fn credit(self) -> f32 {
+        match self {
+            Coverage::Covered => 1.0,
+            Coverage::Partially => 0.5,
+            Coverage::Missed => 0.0,
+        }
+    }
+}
+
 impl Serialize for Coverage {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self {
@@ -108,17 +167,33 @@ pub struct KeyPointVerdict {
     /// `true`, `false` or `"partially"`.
     #[schema(value_type = Object)]
     pub covered: Coverage,
-    /// The candidate's sentence (or pair of sentences) closest to the point.
+    /// The passage of the answer that entails the point best (none when the point is missed).
     pub evidence: Option<String>,
+    /// Bi-encoder cosine of the point and its closest passage.
     pub similarity: f32,
+    /// The judge's probability that the evidence passage entails the point.
+    pub entailment: f32,
     /// Share of the point's key terms the whole answer uses.
     pub term_coverage: f32,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ContradictionKind {
+    /// The passage states one of the question's known misconceptions.
+    Misconception,
+    /// The passage contradicts one of the key points.
+    KeyPoint,
+}
+
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Contradiction {
+    /// The misconception the passage states, or the key point it contradicts (see `kind`).
     pub misconception: String,
+    pub kind: ContradictionKind,
+    /// The passage of the answer that says it.
     pub evidence: String,
+    /// The judge's probability (entailment of the misconception, or contradiction of the point).
     pub similarity: f32,
 }
 
@@ -132,22 +207,19 @@ pub struct ReferenceSimilarity {
 /// The signals the score is computed from, reported so a verdict can be explained.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Signals {
-    /// Mean over key points of the combined evidence, 0–1.
-    pub key_point_evidence: f32,
+    /// Mean over key points of the judge's best entailment probability, 0–1.
+    pub key_point_entailment: f32,
     /// Covered key points (partially counts half) over all key points.
     pub key_points_covered: f32,
     /// Best cosine of the whole answer to a reference answer.
     pub reference_similarity: f32,
     /// Share of the rubric's distinct key terms the answer uses.
     pub term_coverage: f32,
+    /// The strongest contradiction found: the judge's probability that a passage contradicts a
+    /// key point or entails a known misconception, 0–1.
+    pub contradiction: f32,
     /// Similarity to this question's reference minus the best other question's.
     pub topic_margin: f32,
-    /// Best similarity of an answer sentence to one of the question's misconceptions, and how
-    /// much closer that sentence is to the misconception than to any key point.
-    pub misconception_similarity: f32,
-    pub misconception_margin: f32,
-    /// 1 when the answer states a known misconception (the `contradiction` flag), else 0.
-    pub contradiction: f32,
     pub words: usize,
 }
 
@@ -159,7 +231,7 @@ pub struct Review {
     pub key_points: Vec<KeyPointVerdict>,
     pub reference_similarity: ReferenceSimilarity,
     pub flags: Vec<Flag>,
-    /// Known misconceptions the answer states, with the sentence that states them.
+    /// Statements of the answer that contradict the rubric, with the passage that says them.
     pub contradictions: Vec<Contradiction>,
     pub feedback: String,
     pub signals: Signals,
@@ -168,9 +240,10 @@ pub struct Review {
 
 /// The fitted linear combination: `score = 100 × (bias + Σ weight × feature)`, clamped to 0–100.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ScoreModel {
     pub bias: f32,
-    pub key_point_evidence: f32,
+    pub key_point_entailment: f32,
     pub key_points_covered: f32,
     pub reference_similarity: f32,
     pub term_coverage: f32,
@@ -180,18 +253,23 @@ pub struct ScoreModel {
     pub band_cut_offs: [f32; 3],
 }
 
+/// The committed fit, parsed once.
+static FITTED: LazyLock<ScoreModel> = LazyLock::new(|| {
+    serde_json::from_str(include_str!("../eval/review-model.json")).expect("eval/review-model.json is a valid score model")
+});
+
 impl ScoreModel {
     pub const FEATURES: [&'static str; 5] =
-        ["key_point_evidence", "key_points_covered", "reference_similarity", "term_coverage", "contradiction"];
+        ["key_point_entailment", "key_points_covered", "reference_similarity", "term_coverage", "contradiction"];
 
     /// The committed fit (`eval/review-model.json`).
     pub fn fitted() -> ScoreModel {
-        serde_json::from_str(include_str!("../eval/review-model.json")).expect("eval/review-model.json is a valid score model")
+        *FITTED
     }
 
     pub fn features(signals: &Signals) -> [f32; 5] {
         [
-            signals.key_point_evidence,
+            signals.key_point_entailment,
             signals.key_points_covered,
             signals.reference_similarity,
             signals.term_coverage,
@@ -203,7 +281,7 @@ impl ScoreModel {
         ScoreModel {
             bias,
             band_cut_offs,
-            key_point_evidence: weights[0],
+            key_point_entailment: weights[0],
             key_points_covered: weights[1],
             reference_similarity: weights[2],
             term_coverage: weights[3],
@@ -212,7 +290,7 @@ impl ScoreModel {
     }
 
     pub fn weights(&self) -> [f32; 5] {
-        [self.key_point_evidence, self.key_points_covered, self.reference_similarity, self.term_coverage, self.contradiction]
+        [self.key_point_entailment, self.key_points_covered, self.reference_similarity, self.term_coverage, self.contradiction]
     }
 
     /// The raw model output on 0–100, before flags cap it.
@@ -229,40 +307,30 @@ pub fn is_disqualified(flags: &[Flag]) -> bool {
 
 /// Final score from the raw model output and the flags.
 pub fn final_score(raw: f32, flags: &[Flag]) -> f32 {
-    let mut score = raw;
     if is_disqualified(flags) {
-        score = score.min(FLAGGED_CEILING);
+        raw.min(FLAGGED_CEILING)
+    } else {
+        raw
     }
-    score
 }
 
-/// Sentences of `text` (Unicode sentence boundaries), trimmed, without empty ones.
-pub fn sentences(text: &str) -> Vec<String> {
-    text.unicode_sentences()
-        .flat_map(|sentence| sentence.split('\n'))
-        .map(|s| s.trim().to_string())
-        .filter(|s| s.chars().any(char::is_alphanumeric))
-        .collect()
-}
-
-/// Words that glue statements together; a list of terms has almost none.
-const FUNCTION_WORDS: &[&str] = &[
-    "a", "an", "the", "is", "are", "was", "were", "be", "been", "it", "its", "this", "that", "these", "those", "to",
-    "of", "in", "on", "for", "with", "by", "as", "at", "from", "and", "or", "but", "so", "if", "when", "then",
-    "because", "which", "who", "what", "can", "will", "would", "should", "do", "does", "you", "we", "they", "i",
-    "not", "no", "has", "have", "each", "one", "only", "than", "into", "there", "while", "where", "also", "all",
-];
-
-fn words(text: &str) -> Vec<String> {
-    text.unicode_words().map(str::to_lowercase).collect()
-}
-
-fn function_word_ratio(text: &str) -> f32 {
-    let all = words(text);
-    if all.is_empty() {
-        return 0.0;
+/// The passages an answer is read as: its sentences, joined in neighbouring groups when there
+/// are more than `limit`, so the work stays bounded and nothing is dropped.
+pub fn passages(answer: &str, limit: usize) -> Vec<String> {
+    let sentences = text::sentences(answer);
+    if sentences.len() <= limit {
+        return sentences;
     }
-    all.iter().filter(|w| FUNCTION_WORDS.contains(&w.as_str())).count() as f32 / all.len() as f32
+    let per_passage = sentences.len().div_ceil(limit);
+    sentences.chunks(per_passage).map(|group| group.join(" ")).collect()
+}
+
+/// A key point with the statements that count as stating it (itself, and for ad-hoc reviews
+/// with several one-sentence references, the alternatives).
+struct Point {
+    text: String,
+    vector: Vec<f32>,
+    alternatives: Vec<String>,
 }
 
 struct Rubric<'a> {
@@ -270,145 +338,190 @@ struct Rubric<'a> {
     question: &'a str,
     question_vector: Vec<f32>,
     references: Vec<Vec<f32>>,
-    key_points: Vec<String>,
-    key_point_vectors: Vec<Vec<f32>>,
-    misconceptions: Vec<String>,
-    misconception_vectors: Vec<Vec<f32>>,
+    main_reference_words: usize,
+    points: Vec<Point>,
+    misconceptions: Vec<(String, Vec<f32>)>,
 }
 
-impl Engine {
+/// Reviews answers against one corpus, the embeddings its generation stores, the judge and a
+/// score model.
+pub struct Reviewer<'a> {
+    pub corpus: &'a Corpus,
+    pub generation: &'a Generation,
+    pub embedder: &'a dyn Embedder,
+    pub judge: &'a dyn PairJudge,
+    pub model: &'a ScoreModel,
+}
+
+impl Reviewer<'_> {
     /// Reviews `answer` against `target`.
     pub fn review(&self, target: &Target, answer: &str) -> Result<Review, Error> {
-        self.review_with(target, answer, &ScoreModel::fitted())
-    }
-
-    /// Reviews with an explicit score model (the eval fits and compares models with this).
-    pub fn review_with(&self, target: &Target, answer: &str, model: &ScoreModel) -> Result<Review, Error> {
         let started = Instant::now();
         validate_answer(answer)?;
-        let (rubric, question_text_owned);
-        match target {
-            Target::Corpus(id) => {
-                let question = self.corpus.get(id).ok_or_else(|| UserError::QuestionNotFound(id.clone()))?;
-                let embeddings = self
-                    .generation
-                    .embeddings
-                    .get(id)
-                    .ok_or_else(|| crate::error::InternalError::Index(format!("no embeddings for {id}")))?;
-                rubric = Rubric {
-                    question_id: Some(id.clone()),
-                    question: &question.entry.question,
-                    question_vector: embeddings.question.clone(),
-                    references: embeddings.references.clone(),
-                    key_points: question.entry.key_points.clone(),
-                    key_point_vectors: embeddings.key_points.clone(),
-                    misconceptions: question.entry.misconceptions.clone(),
-                    misconception_vectors: embeddings.misconceptions.clone(),
-                };
-            }
-            Target::AdHoc { question, references, key_points } => {
-                validate_ad_hoc(question, references, key_points)?;
-                question_text_owned = question.clone();
-                let key_points: Vec<String> = if key_points.is_empty() {
-                    references.iter().flat_map(|r| sentences(r)).filter(|s| words(s).len() >= 6).take(7).collect()
-                } else {
-                    key_points.clone()
-                };
-                let texts: Vec<&str> = std::iter::once(question.as_str())
-                    .chain(references.iter().map(String::as_str))
-                    .chain(key_points.iter().map(String::as_str))
-                    .collect();
-                let mut vectors = self.embedder.embed(&texts)?.into_iter();
-                let question_vector = vectors.next().unwrap_or_default();
-                let reference_vectors: Vec<Vec<f32>> = vectors.by_ref().take(references.len()).collect();
-                rubric = Rubric {
-                    question_id: None,
-                    question: &question_text_owned,
-                    question_vector,
-                    references: reference_vectors,
-                    key_points,
-                    key_point_vectors: vectors.collect(),
-                    misconceptions: Vec::new(),
-                    misconception_vectors: Vec::new(),
-                };
-            }
-        }
-        let mut review = self.assess(&rubric, answer, model)?;
+        let rubric = match target {
+            Target::Corpus(id) => self.corpus_rubric(id)?,
+            Target::AdHoc { question, references, key_points } => self.ad_hoc_rubric(question, references, key_points)?,
+        };
+        let mut review = self.assess(&rubric, answer)?;
         review.took_ms = started.elapsed().as_secs_f64() * 1000.0;
         Ok(review)
     }
 
-    fn assess(&self, rubric: &Rubric, answer: &str, model: &ScoreModel) -> Result<Review, Error> {
-        let answer_sentences = sentences(answer);
-        let texts: Vec<&str> = answer_sentences.iter().map(String::as_str).collect();
-        let sentence_vectors: Vec<Vec<f32>> = if texts.is_empty() { Vec::new() } else { self.embedder.embed(&texts)? };
-        // The whole answer is represented by the mean of its sentences: embedding a 250-token
-        // text costs more than all its short sentences together (attention is quadratic).
-        let answer_vector = mean_direction(&sentence_vectors);
+    fn corpus_rubric(&self, id: &str) -> Result<Rubric<'_>, Error> {
+        let question = self.corpus.get(id).ok_or_else(|| UserError::QuestionNotFound(id.to_string()))?;
+        let embeddings = self.generation.embeddings.get(id).ok_or_else(|| InternalError::Index(format!("no embeddings for {id}")))?;
+        let entry = &question.entry;
+        Ok(Rubric {
+            question_id: Some(id.to_string()),
+            question: &entry.question,
+            question_vector: embeddings.question.clone(),
+            references: embeddings.references.clone(),
+            main_reference_words: text::word_count(&entry.answer),
+            points: entry
+                .key_points
+                .iter()
+                .zip(&embeddings.key_points)
+                .map(|(text, vector)| Point { text: text.clone(), vector: vector.clone(), alternatives: Vec::new() })
+                .collect(),
+            misconceptions: entry.misconceptions.iter().cloned().zip(embeddings.misconceptions.iter().cloned()).collect(),
+        })
+    }
 
-        let answer_terms: HashSet<String> = lexical::terms(answer).into_iter().collect();
-        let question_terms: HashSet<String> = lexical::terms(rubric.question).into_iter().collect();
-        let mut flags = Vec::new();
-        let mut verdicts = Vec::new();
-        let mut rubric_terms: HashSet<String> = HashSet::new();
-        // Cosine of every key point (rows) with every sentence (columns), computed once.
-        let point_sentence: Vec<Vec<f32>> = rubric
-            .key_point_vectors
-            .iter()
-            .map(|point| sentence_vectors.iter().map(|sentence| cosine(point, sentence)).collect())
+    /// Key points given, or else taken from the references: a one-sentence reference is itself
+    /// the key point (several such references are alternative wordings of it); a longer main
+    /// reference gives one key point per sentence.
+    fn ad_hoc_rubric<'q>(&self, question: &'q str, references: &[String], key_points: &[String]) -> Result<Rubric<'q>, Error> {
+        validate_ad_hoc(question, references, key_points)?;
+        let main_sentences = text::sentences(&references[0]);
+        let all_single_sentences = references.iter().all(|r| text::sentences(r).len() <= 1);
+        let points: Vec<(String, Vec<String>)> = if !key_points.is_empty() {
+            key_points.iter().map(|p| (p.clone(), Vec::new())).collect()
+        } else if all_single_sentences {
+            vec![(references[0].trim().to_string(), references[1..].iter().map(|r| r.trim().to_string()).collect())]
+        } else {
+            let long_enough: Vec<String> =
+                main_sentences.iter().filter(|s| text::word_count(s) >= MIN_KEY_POINT_WORDS).take(MAX_KEY_POINTS).cloned().collect();
+            if long_enough.is_empty() { main_sentences.into_iter().take(1).collect() } else { long_enough }
+                .into_iter()
+                .map(|p| (p, Vec::new()))
+                .collect()
+        };
+        let texts: Vec<&str> = std::iter::once(question)
+            .chain(references.iter().map(String::as_str))
+            .chain(points.iter().map(|(p, _)| p.as_str()))
             .collect();
-        for (point, similarities) in rubric.key_points.iter().zip(&point_sentence) {
-            let closest = similarities.iter().copied().enumerate().max_by(|a, b| a.1.total_cmp(&b.1));
-            let similarity = closest.map_or(0.0, |(_, similarity)| similarity.max(0.0));
-            let point_terms: HashSet<String> = lexical::terms(point).into_iter().filter(|t| !question_terms.contains(t)).collect();
-            let term_coverage = if point_terms.is_empty() {
-                0.0
-            } else {
-                point_terms.iter().filter(|t| answer_terms.contains(*t)).count() as f32 / point_terms.len() as f32
-            };
+        let mut vectors = self.embedder.embed(&texts)?.into_iter();
+        let question_vector = vectors.next().unwrap_or_default();
+        let reference_vectors: Vec<Vec<f32>> = vectors.by_ref().take(references.len()).collect();
+        Ok(Rubric {
+            question_id: None,
+            question,
+            question_vector,
+            references: reference_vectors,
+            main_reference_words: text::word_count(&references[0]),
+            points: points.into_iter().zip(vectors).map(|((text, alternatives), vector)| Point { text, vector, alternatives }).collect(),
+            misconceptions: Vec::new(),
+        })
+    }
+
+    fn assess(&self, rubric: &Rubric, answer: &str) -> Result<Review, Error> {
+        let passages = passages(answer, MAX_PASSAGES);
+        let word_count = text::word_count(answer);
+        let passage_vectors: Vec<Vec<f32>> = if passages.is_empty() {
+            Vec::new()
+        } else {
+            self.embedder.embed(&passages.iter().map(String::as_str).collect::<Vec<_>>())?
+        };
+        // The whole answer is represented by the mean of its passages: embedding a long text
+        // costs more than its short sentences together (attention is quadratic).
+        let answer_vector = mean_direction(&passage_vectors);
+
+        // Which pairs the judge reads: every point with its closest passages, every close
+        // misconception with its closest passage.
+        let mut pairs: Vec<(usize, &str)> = Vec::new();
+        let mut point_candidates: Vec<(Vec<(usize, usize, f32)>, f32)> = Vec::new();
+        for point in &rubric.points {
+            let mut ranked: Vec<(usize, f32)> = passage_vectors.iter().map(|v| cosine(&point.vector, v)).enumerate().collect();
+            ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+            let closest = ranked.first().map_or(0.0, |(_, similarity)| *similarity);
+            ranked.retain(|(_, similarity)| *similarity >= MIN_CANDIDATE_COSINE);
+            ranked.truncate(CANDIDATES_PER_POINT);
+            let mut candidates = Vec::new();
+            for (passage, similarity) in ranked {
+                for statement in std::iter::once(&point.text).chain(&point.alternatives) {
+                    candidates.push((pairs.len(), passage, similarity));
+                    pairs.push((passage, statement.as_str()));
+                }
+            }
+            point_candidates.push((candidates, closest));
+        }
+        let mut misconception_pairs: Vec<(usize, usize, usize)> = Vec::new();
+        for (index, (statement, vector)) in rubric.misconceptions.iter().enumerate() {
+            let closest = passage_vectors.iter().map(|v| cosine(vector, v)).enumerate().max_by(|a, b| a.1.total_cmp(&b.1));
+            if let Some((passage, _)) = closest.filter(|(_, similarity)| *similarity >= MISCONCEPTION_CANDIDATE_COSINE) {
+                misconception_pairs.push((pairs.len(), passage, index));
+                pairs.push((passage, statement.as_str()));
+            }
+        }
+        let judged: Vec<Verdict> = if pairs.is_empty() {
+            Vec::new()
+        } else {
+            let texts: Vec<(&str, &str)> = pairs.iter().map(|(passage, statement)| (passages[*passage].as_str(), *statement)).collect();
+            self.judge.judge(&texts)?
+        };
+
+        let answer_terms: HashSet<String> = text::terms(answer).into_iter().collect();
+        let question_terms: HashSet<String> = text::terms(rubric.question).into_iter().collect();
+        let mut rubric_terms: HashSet<String> = HashSet::new();
+        let mut verdicts = Vec::new();
+        let mut contradictions = Vec::new();
+        for (point, (candidates, closest)) in rubric.points.iter().zip(&point_candidates) {
+            let point_terms: HashSet<String> = text::terms(&point.text).into_iter().filter(|t| !question_terms.contains(t)).collect();
+            let term_coverage = share_present(&point_terms, &answer_terms);
             rubric_terms.extend(point_terms);
-            let evidence_strength = key_point_evidence(similarity, term_coverage);
-            let covered = if evidence_strength >= COVERED {
-                Coverage::Covered
-            } else if evidence_strength >= PARTIALLY_COVERED {
-                Coverage::Partially
-            } else {
-                Coverage::Missed
-            };
-            let evidence = closest.map(|(sentence, _)| answer_sentences[sentence].clone());
+            let best = candidates.iter().max_by(|a, b| judged[a.0].entailment.total_cmp(&judged[b.0].entailment));
+            let entailment = best.map_or(0.0, |c| judged[c.0].entailment);
+            let similarity = closest.max(0.0);
+            let covered = Coverage::of_entailment(entailment);
             verdicts.push(KeyPointVerdict {
-                point: point.clone(),
+                point: point.text.clone(),
                 covered,
-                evidence: if covered == Coverage::Missed { None } else { evidence },
+                evidence: best.filter(|_| covered != Coverage::Missed).map(|c| passages[c.1].clone()),
                 similarity,
+                entailment,
                 term_coverage,
             });
-        }
-        let sentence_point_similarity: Vec<f32> =
-            (0..sentence_vectors.len()).map(|sentence| point_sentence.iter().map(|row| row[sentence]).fold(0.0, f32::max)).collect();
-        let mut contradictions = Vec::new();
-        let (mut misconception_similarity, mut misconception_margin) = (0.0f32, -1.0f32);
-        for (statement, vector) in rubric.misconceptions.iter().zip(&rubric.misconception_vectors) {
-            let Some((sentence, similarity)) = sentence_vectors
+            let contradicting = candidates
                 .iter()
-                .enumerate()
-                .map(|(i, v)| (i, cosine(vector, v)))
-                .max_by(|a, b| a.1.total_cmp(&b.1))
-            else {
-                continue;
-            };
-            let margin = similarity - sentence_point_similarity[sentence];
-            if similarity > misconception_similarity {
-                (misconception_similarity, misconception_margin) = (similarity, margin);
-            }
-            if similarity >= MISCONCEPTION_MATCH && margin >= MISCONCEPTION_MARGIN {
-                contradictions.push(Contradiction { misconception: statement.clone(), evidence: answer_sentences[sentence].clone(), similarity });
+                .filter(|c| judged[c.0].contradiction >= CONTRADICTS && judged[c.0].contradiction > judged[c.0].entailment)
+                .max_by(|a, b| judged[a.0].contradiction.total_cmp(&judged[b.0].contradiction));
+            if let Some(c) = contradicting.filter(|_| covered != Coverage::Covered) {
+                contradictions.push(Contradiction {
+                    misconception: point.text.clone(),
+                    kind: ContradictionKind::KeyPoint,
+                    evidence: passages[c.1].clone(),
+                    similarity: judged[c.0].contradiction,
+                });
             }
         }
-        if !contradictions.is_empty() {
-            flags.push(Flag::Contradiction);
+        for (pair, passage, index) in &misconception_pairs {
+            if judged[*pair].entailment >= STATES_MISCONCEPTION {
+                contradictions.push(Contradiction {
+                    misconception: rubric.misconceptions[*index].0.clone(),
+                    kind: ContradictionKind::Misconception,
+                    evidence: passages[*passage].clone(),
+                    similarity: judged[*pair].entailment,
+                });
+            }
         }
-        let contradiction = if contradictions.is_empty() { 0.0 } else { 1.0 };
+        contradictions.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
+        let strongest_contradiction = point_candidates
+            .iter()
+            .flat_map(|(candidates, _)| candidates)
+            .map(|c| judged[c.0].contradiction)
+            .chain(misconception_pairs.iter().map(|(pair, _, _)| judged[*pair].entailment))
+            .fold(0.0, f32::max);
+
         let (reference, reference_similarity) = rubric
             .references
             .iter()
@@ -423,48 +536,38 @@ impl Engine {
             .filter(|(id, _)| Some(id.as_str()) != rubric.question_id.as_deref())
             .map(|(_, e)| cosine(&answer_vector, &e.references[0]))
             .fold(f32::MIN, f32::max);
-        let word_count = words(answer).len();
         let point_count = verdicts.len().max(1) as f32;
         let signals = Signals {
-            key_point_evidence: verdicts.iter().map(|v| key_point_evidence(v.similarity, v.term_coverage)).sum::<f32>() / point_count,
-            key_points_covered: verdicts
-                .iter()
-                .map(|v| match v.covered {
-                    Coverage::Covered => 1.0,
-                    Coverage::Partially => 0.5,
-                    Coverage::Missed => 0.0,
-                })
-                .sum::<f32>()
-                / point_count,
+            key_point_entailment: verdicts.iter().map(|v| v.entailment).sum::<f32>() / point_count,
+            key_points_covered: verdicts.iter().map(|v| v.covered.credit()).sum::<f32>() / point_count,
             reference_similarity,
-            term_coverage: if rubric_terms.is_empty() {
-                0.0
-            } else {
-                rubric_terms.iter().filter(|t| answer_terms.contains(*t)).count() as f32 / rubric_terms.len() as f32
-            },
+            term_coverage: share_present(&rubric_terms, &answer_terms),
+            contradiction: strongest_contradiction,
             topic_margin: reference_similarity - best_other,
-            misconception_similarity,
-            misconception_margin,
-            contradiction,
             words: word_count,
         };
 
-        if word_count < MIN_WORDS {
+        let mut flags = Vec::new();
+        if !contradictions.is_empty() {
+            flags.push(Flag::Contradiction);
+        }
+        let short_limit = SHORT_MIN_WORDS.max((SHORT_SHARE_OF_REFERENCE * rubric.main_reference_words as f32) as usize);
+        if word_count < short_limit && signals.key_points_covered < SHORT_MAX_COVERAGE {
             flags.push(Flag::TooShort);
         }
         let new_terms = answer_terms.iter().filter(|t| !question_terms.contains(*t)).count();
-        if cosine(&answer_vector, &rubric.question_vector) >= 0.8 && new_terms <= 4 {
+        if cosine(&answer_vector, &rubric.question_vector) >= RESTATES_COSINE && new_terms <= RESTATES_MAX_NEW_TERMS {
             flags.push(Flag::RestatesQuestion);
         }
-        if word_count >= 5 && function_word_ratio(answer) < 0.12 {
+        if text::word_count(answer) >= STUFFING_MIN_WORDS && text::function_word_ratio(answer) < STUFFING_MAX_FUNCTION_WORDS {
             flags.push(Flag::KeywordStuffing);
         }
-        if signals.topic_margin < -0.05 && best_other > 0.5 {
+        if signals.topic_margin < OFF_TOPIC_MARGIN && best_other > OFF_TOPIC_OTHER_COSINE {
             flags.push(Flag::OffTopic);
         }
         flags.sort();
-        let score = final_score(model.raw_score(&signals), &flags);
-        let grade = Band::of_score(score, &flags, model.band_cut_offs);
+        let score = final_score(self.model.raw_score(&signals), &flags);
+        let grade = Band::of_score(score, &flags, self.model.band_cut_offs);
         Ok(Review {
             question_id: rubric.question_id.clone(),
             score: score.round() as u8,
@@ -480,26 +583,12 @@ impl Engine {
     }
 }
 
-/// The normalised mean of unit vectors (zero when there are none).
-pub fn mean_direction(vectors: &[Vec<f32>]) -> Vec<f32> {
-    let Some(first) = vectors.first() else { return Vec::new() };
-    let mut sum = vec![0.0f32; first.len()];
-    for vector in vectors {
-        for (total, value) in sum.iter_mut().zip(vector) {
-            *total += value;
-        }
+fn share_present(wanted: &HashSet<String>, present: &HashSet<String>) -> f32 {
+    if wanted.is_empty() {
+        0.0
+    } else {
+        wanted.iter().filter(|t| present.contains(*t)).count() as f32 / wanted.len() as f32
     }
-    let norm = sum.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if norm > 0.0 {
-        sum.iter_mut().for_each(|x| *x /= norm);
-    }
-    sum
-}
-
-/// One number for how well a key point is evidenced: the sentence similarity, lifted a little
-/// when the answer also uses the point's own terms.
-pub fn key_point_evidence(similarity: f32, term_coverage: f32) -> f32 {
-    (0.8 * similarity + 0.2 * term_coverage).clamp(0.0, 1.0)
 }
 
 fn validate_answer(answer: &str) -> Result<(), UserError> {
@@ -514,8 +603,8 @@ fn validate_answer(answer: &str) -> Result<(), UserError> {
 }
 
 fn validate_ad_hoc(question: &str, references: &[String], key_points: &[String]) -> Result<(), UserError> {
-    if question.trim().is_empty() {
-        return Err(UserError::InvalidReview("the question is empty".into()));
+    if question.trim().is_empty() || question.chars().count() > MAX_QUESTION_CHARS {
+        return Err(UserError::InvalidReview(format!("the question needs 1 to {MAX_QUESTION_CHARS} characters")));
     }
     if references.is_empty() || references.len() > MAX_REFERENCES {
         return Err(UserError::InvalidReview(format!("give between 1 and {MAX_REFERENCES} reference answers")));
@@ -523,8 +612,10 @@ fn validate_ad_hoc(question: &str, references: &[String], key_points: &[String])
     if references.iter().any(|r| r.trim().is_empty() || r.chars().count() > MAX_REFERENCE_CHARS) {
         return Err(UserError::InvalidReview(format!("each reference answer needs 1 to {MAX_REFERENCE_CHARS} characters")));
     }
-    if key_points.len() > 12 || key_points.iter().any(|p| p.trim().is_empty() || p.chars().count() > 300) {
-        return Err(UserError::InvalidReview("at most 12 key points of 1 to 300 characters each".into()));
+    if key_points.len() > MAX_KEY_POINTS || key_points.iter().any(|p| p.trim().is_empty() || p.chars().count() > MAX_KEY_POINT_CHARS) {
+        return Err(UserError::InvalidReview(format!(
+            "at most {MAX_KEY_POINTS} key points of 1 to {MAX_KEY_POINT_CHARS} characters each"
+        )));
     }
     Ok(())
 }
@@ -532,7 +623,7 @@ fn validate_ad_hoc(question: &str, references: &[String], key_points: &[String])
 fn feedback(grade: Band, verdicts: &[KeyPointVerdict], flags: &[Flag], contradictions: &[Contradiction]) -> String {
     let covered: Vec<&str> = verdicts.iter().filter(|v| v.covered == Coverage::Covered).map(|v| v.point.as_str()).collect();
     let mut missed: Vec<&KeyPointVerdict> = verdicts.iter().filter(|v| v.covered != Coverage::Covered).collect();
-    missed.sort_by(|a, b| a.similarity.total_cmp(&b.similarity));
+    missed.sort_by(|a, b| a.entailment.total_cmp(&b.entailment));
     let mut parts = Vec::new();
     if flags.contains(&Flag::OffTopic) {
         parts.push("This reads as an answer to a different question; re-read what was asked.".to_string());
@@ -541,16 +632,16 @@ fn feedback(grade: Band, verdicts: &[KeyPointVerdict], flags: &[Flag], contradic
     } else if flags.contains(&Flag::RestatesQuestion) {
         parts.push("The answer restates the question instead of answering it.".to_string());
     } else if flags.contains(&Flag::TooShort) {
-        parts.push("The answer is too short to show understanding; explain the idea and give an example.".to_string());
+        parts.push("The answer is too short for what it covers; explain the idea and give an example.".to_string());
     } else if !covered.is_empty() {
         parts.push(format!("Good: you covered {} of {} key points, e.g. \"{}\"", covered.len(), verdicts.len(), covered[0]));
     }
     if let Some(first) = contradictions.first() {
-        parts.push(format!(
-            "Careful: \"{}\" reads like a common mistake: {}",
-            first.evidence.trim_end_matches('.'),
-            first.misconception
-        ));
+        let what = match first.kind {
+            ContradictionKind::Misconception => "reads like a common mistake",
+            ContradictionKind::KeyPoint => "contradicts the reference, which says",
+        };
+        parts.push(format!("Careful: \"{}\" {what}: {}", first.evidence.trim_end_matches('.'), first.misconception));
     }
     match missed.as_slice() {
         [] => parts.push(format!("Overall: {}.", grade.as_str().replace('_', " "))),

@@ -9,9 +9,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::Engine;
 use crate::error::{Error, InternalError};
 use crate::review::{final_score, is_disqualified, Band, Flag, ScoreModel, Signals, Target};
-use crate::search::Engine;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -59,7 +59,8 @@ pub struct Observation {
     pub signals: Signals,
     pub flags: Vec<Flag>,
     pub held_out: bool,
-    /// Per key point: best passage similarity and key-term coverage.
+    /// Per key point: the judge's best entailment, best passage similarity and key-term coverage.
+    pub point_entailments: Vec<f32>,
     pub point_similarities: Vec<f32>,
     pub point_term_coverage: Vec<f32>,
 }
@@ -77,6 +78,7 @@ pub fn observe(engine: &Engine, answers: Vec<LabelledAnswer>) -> Result<Vec<Obse
                 signals: review.signals,
                 flags: review.flags,
                 held_out,
+                point_entailments: review.key_points.iter().map(|p| p.entailment).collect(),
                 point_similarities: review.key_points.iter().map(|p| p.similarity).collect(),
                 point_term_coverage: review.key_points.iter().map(|p| p.term_coverage).collect(),
             })
@@ -84,21 +86,39 @@ pub fn observe(engine: &Engine, answers: Vec<LabelledAnswer>) -> Result<Vec<Obse
         .collect()
 }
 
-/// Least-squares fit of `grade / 5` on the features, over the answers no flag disqualifies
-/// (their score is capped whatever the model says).
-pub fn fit(observations: &[&Observation]) -> Option<ScoreModel> {
-    let rows: Vec<([f64; 6], f64)> = observations
+/// One answer the score model is fitted on: its signals and flags, the score it deserves on 0–1,
+/// and how much it counts.
+pub struct FitRow {
+    pub signals: Signals,
+    pub flags: Vec<Flag>,
+    pub target: f64,
+    pub weight: f64,
+}
+
+impl FitRow {
+    /// A graded answer of `eval/answers.toml`: it deserves `grade / 5`.
+    pub fn of_observation(observation: &Observation, weight: f64) -> FitRow {
+        FitRow { signals: observation.signals, flags: observation.flags.clone(), target: f64::from(observation.label.grade) / 5.0, weight }
+    }
+}
+
+/// Weighted least-squares fit of the target on the features, over the answers no flag
+/// disqualifies (their score is capped whatever the model says); the bands are then calibrated
+/// on the project's graded answers (`banded`), whose human grades say what a band means.
+pub fn fit(rows: &[FitRow], banded: &[&Observation]) -> Option<ScoreModel> {
+    let weighted: Vec<([f64; 6], f64)> = rows
         .iter()
-        .filter(|o| !is_disqualified(&o.flags))
-        .map(|o| {
-            let f = ScoreModel::features(&o.signals).map(f64::from);
-            ([1.0, f[0], f[1], f[2], f[3], f[4]], f64::from(o.label.grade) / 5.0)
+        .filter(|row| !is_disqualified(&row.flags))
+        .map(|row| {
+            let f = ScoreModel::features(&row.signals).map(f64::from);
+            let scale = row.weight.sqrt();
+            ([1.0, f[0], f[1], f[2], f[3], f[4]].map(|x| x * scale), row.target * scale)
         })
         .collect();
-    let solution = least_squares(&rows, 1e-3)?;
+    let solution = least_squares(&weighted, 1e-3)?;
     let weights = [solution[1], solution[2], solution[3], solution[4], solution[5]].map(|w| w as f32);
     let linear = ScoreModel::from_weights(solution[0] as f32, weights, [40.0, 70.0, 90.0]);
-    let scored: Vec<(f32, Band)> = observations
+    let scored: Vec<(f32, Band)> = banded
         .iter()
         .filter(|o| !o.flags.contains(&Flag::OffTopic))
         .map(|o| (final_score(linear.raw_score(&o.signals), &o.flags).round(), human_band(&o.label)))

@@ -93,6 +93,19 @@ test("practise: submit an answer, see the review, keep the answer and the attemp
   assert.equal(stored, 2);
 });
 
+test("a contradiction is shown with the sentence that states it", async () => {
+  await page.goto(`${BASE}/#/q/gil`);
+  await page.waitForSelector("#question-panel:not([hidden])");
+  const wrong = "The GIL is a lock in CPython. It makes counter += 1 atomic, so a shared counter can be " +
+    "incremented from several threads without any lock.";
+  await page.fill("#answer", wrong);
+  await page.click("#submit");
+  await page.waitForSelector("#review:not([hidden])");
+  await page.waitForSelector("#r-contradictions:not([hidden]) li");
+  const evidence = await page.locator("#r-contradictions .evidence").first().textContent();
+  assert.match(evidence, /without any lock/, evidence);
+});
+
 test("a refused request shows the server's problem title", async () => {
   await page.goto(`${BASE}/#/q/gil`);
   await page.waitForSelector("#question-panel:not([hidden])");

@@ -2,7 +2,8 @@
 //! these tests (the labelled evaluation set is in eval/answers.toml and is never used by tests).
 
 use askmark::error::{Error, UserError};
-use askmark::review::{sentences, Band, Coverage, Flag, Target};
+use askmark::review::{Band, Coverage, Flag, Target};
+use askmark::text::sentences;
 
 use crate::common::ENGINE;
 
@@ -80,7 +81,7 @@ fn stating_a_known_misconception_is_flagged_with_the_sentence_that_states_it() {
     assert!(verdict.flags.contains(&Flag::Contradiction), "{verdict:#?}");
     let contradiction = &verdict.contradictions[0];
     assert!(contradiction.evidence.starts_with("But Python 3.13 removed the GIL"), "{contradiction:?}");
-    assert!(ENGINE.corpus.get("gil").unwrap().entry.misconceptions.contains(&contradiction.misconception));
+    assert!(ENGINE.snapshot().corpus().get("gil").unwrap().entry.misconceptions.contains(&contradiction.misconception));
     assert!(verdict.feedback.contains("common mistake"), "{}", verdict.feedback);
     assert!(verdict.score < review("gil", GIL_GOOD).score / 2);
 }

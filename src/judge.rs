@@ -1,0 +1,167 @@
+//! The pair judge: a cross-encoder that reads a candidate's text and a reference statement
+//! together and says whether the text entails, contradicts or is neutral to the statement. A
+//! bi-encoder sees topic, not truth ("`is` compares values" sits as close to the rubric as the
+//! correct statement); the judge reads both texts at once, so it can tell them apart.
+//!
+//! The model is trained by `scripts/train_judge.py`, shipped as int8 ONNX in `models/judge/`
+//! with a manifest whose checksum is verified here, and run by the same ONNX Runtime as the
+//! embedder. Sessions are pooled, so concurrent reviews judge in parallel.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+
+use crate::error::InternalError;
+use std::sync::Arc;
+
+use crate::pool::{Gate, Pool, Priority};
+
+/// Probabilities of one (candidate, statement) pair.
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
+pub struct Verdict {
+    pub entailment: f32,
+    pub neutral: f32,
+    pub contradiction: f32,
+}
+
+/// Judges (candidate, statement) pairs.
+pub trait PairJudge: Send + Sync {
+    fn judge(&self, pairs: &[(&str, &str)]) -> Result<Vec<Verdict>, InternalError>;
+}
+
+/// `models/judge/manifest.json`, written by scripts/train_judge.py.
+#[derive(Deserialize)]
+struct JudgeManifest {
+    labels: Vec<String>,
+    max_length: usize,
+    judge_onnx_sha256: String,
+    tokenizer_json_sha256: String,
+}
+
+pub struct OnnxJudge {
+    sessions: Pool<ort::session::Session>,
+    gate: Arc<Gate>,
+    tokenizer: Tokenizer,
+}
+
+/// Pairs per model run: a batch is padded to its longest pair.
+const BATCH: usize = 16;
+
+impl OnnxJudge {
+    /// The judge's folder in the layout setup and the training script use.
+    pub fn folder(models_dir: &Path) -> PathBuf {
+        models_dir.join("judge")
+    }
+
+    /// Loads the judge from `folder`, checking its files against the manifest; `sessions`
+    /// sessions of `threads` intra-op threads each, every run passing `gate` first.
+    pub fn load(
+        folder: &Path,
+        environment: &ort::environment::Environment,
+        sessions: usize,
+        threads: usize,
+        gate: Arc<Gate>,
+    ) -> Result<OnnxJudge, InternalError> {
+        let read = |name: &str| {
+            std::fs::read(folder.join(name)).map_err(|error| InternalError::Model(format!("cannot read {}: {error}", folder.join(name).display())))
+        };
+        let manifest: JudgeManifest = serde_json::from_slice(&read("manifest.json")?)
+            .map_err(|error| InternalError::Model(format!("invalid judge manifest.json: {error}")))?;
+        if manifest.labels != ["entailment", "neutral", "contradiction"] {
+            return Err(InternalError::Model(format!("the judge's labels are {:?}, expected entailment, neutral, contradiction", manifest.labels)));
+        }
+        let onnx = read("judge.onnx")?;
+        let tokenizer_file = read("tokenizer.json")?;
+        for (name, bytes, expected) in
+            [("judge.onnx", &onnx, &manifest.judge_onnx_sha256), ("tokenizer.json", &tokenizer_file, &manifest.tokenizer_json_sha256)]
+        {
+            let actual = crate::corpus::sha256_hex(bytes);
+            if &actual != expected {
+                return Err(InternalError::Model(format!("{name} checksum {actual} differs from the judge manifest's {expected}")));
+            }
+        }
+        let mut tokenizer =
+            Tokenizer::from_bytes(&tokenizer_file).map_err(|error| InternalError::Model(format!("invalid judge tokenizer: {error}")))?;
+        tokenizer.with_padding(None);
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length: manifest.max_length,
+                strategy: TruncationStrategy::LongestFirst,
+                stride: 0,
+                direction: TruncationDirection::Right,
+            }))
+            .map_err(|error| InternalError::Model(format!("judge tokenizer truncation: {error}")))?;
+        let load_error = |error: &dyn std::fmt::Display| InternalError::Model(format!("cannot load the judge: {error}"));
+        let mut pool = Vec::new();
+        for _ in 0..sessions.max(1) {
+            let mut builder = ort::session::Session::builder(environment)
+                .map_err(|error| load_error(&error))?
+                .with_optimization_level(ort::session::builder::GraphOptimizationLevel::Level3)
+                .map_err(|error| load_error(&error))?
+                .with_intra_threads(threads.max(1))
+                .map_err(|error| load_error(&error))?;
+            pool.push(builder.commit_from_memory(&onnx).map_err(|error| load_error(&error))?);
+        }
+        Ok(OnnxJudge { sessions: Pool::new(pool), gate, tokenizer })
+    }
+
+    fn run_batch(&self, pairs: &[(&str, &str)]) -> Result<Vec<Verdict>, InternalError> {
+        let model_error = |error: &dyn std::fmt::Display| InternalError::Model(format!("judge: {error}"));
+        let encodings = self.tokenizer.encode_batch(pairs.to_vec(), true).map_err(|error| model_error(&error))?;
+        let length = encodings.iter().map(|e| e.get_ids().len()).max().unwrap_or(0);
+        let mut ids = vec![0i64; pairs.len() * length];
+        let mut mask = vec![0i64; pairs.len() * length];
+        let mut types = vec![0i64; pairs.len() * length];
+        for (row, encoding) in encodings.iter().enumerate() {
+            for (column, ((&id, &attention), &kind)) in
+                encoding.get_ids().iter().zip(encoding.get_attention_mask()).zip(encoding.get_type_ids()).enumerate()
+            {
+                let at = row * length + column;
+                (ids[at], mask[at], types[at]) = (i64::from(id), i64::from(attention), i64::from(kind));
+            }
+        }
+        let shape = [pairs.len(), length];
+        let tensor = |data: Vec<i64>| ort::value::Tensor::from_array((shape, data)).map_err(|error| model_error(&error));
+        let inputs = ort::inputs![
+            "input_ids" => tensor(ids)?,
+            "attention_mask" => tensor(mask)?,
+            "token_type_ids" => tensor(types)?,
+        ];
+        let _core = self.gate.enter(Priority::Batch);
+        let mut session = self.sessions.take();
+        let outputs = session.run(inputs).map_err(|error| model_error(&error))?;
+        let (_, logits) = outputs["logits"].try_extract_tensor::<f32>().map_err(|error| model_error(&error))?;
+        if logits.len() != pairs.len() * 3 {
+            return Err(InternalError::Model(format!("the judge returned {} logits for {} pairs", logits.len(), pairs.len())));
+        }
+        Ok(logits.chunks(3).map(softmax).collect())
+    }
+}
+
+impl PairJudge for OnnxJudge {
+    /// Pairs go to the model shortest first, `BATCH` at a time, so short pairs are not padded to
+    /// a long one's length.
+    fn judge(&self, pairs: &[(&str, &str)]) -> Result<Vec<Verdict>, InternalError> {
+        let started = std::time::Instant::now();
+        let mut order: Vec<usize> = (0..pairs.len()).collect();
+        order.sort_by_key(|&i| pairs[i].0.len() + pairs[i].1.len());
+        let mut verdicts = vec![Verdict::default(); pairs.len()];
+        for positions in order.chunks(BATCH) {
+            let batch: Vec<(&str, &str)> = positions.iter().map(|&i| pairs[i]).collect();
+            for (&position, verdict) in positions.iter().zip(self.run_batch(&batch)?) {
+                verdicts[position] = verdict;
+            }
+        }
+        metrics::histogram!("askmark_judge_seconds").record(started.elapsed().as_secs_f64());
+        metrics::counter!("askmark_judged_pairs_total").increment(pairs.len() as u64);
+        Ok(verdicts)
+    }
+}
+
+fn softmax(logits: &[f32]) -> Verdict {
+    let top = logits.iter().copied().fold(f32::MIN, f32::max);
+    let exps: Vec<f32> = logits.iter().map(|l| (l - top).exp()).collect();
+    let sum: f32 = exps.iter().sum();
+    Verdict { entailment: exps[0] / sum, neutral: exps[1] / sum, contradiction: exps[2] / sum }
+}

@@ -1,0 +1,129 @@
+//! Sharing the model among requests: a `Pool` of interchangeable sessions (a caller takes one,
+//! waiting while all are in use; it goes back when the lease drops), and a `Gate` that lets one
+//! model run per core in, interactive runs first. With one single-threaded session per core,
+//! concurrent requests run in parallel instead of queueing behind one session's lock.
+
+use std::ops::{Deref, DerefMut};
+use std::sync::{Condvar, Mutex, MutexGuard};
+
+pub struct Pool<T> {
+    idle: Mutex<Vec<T>>,
+    returned: Condvar,
+    size: usize,
+}
+
+impl<T> Pool<T> {
+    pub fn new(items: Vec<T>) -> Pool<T> {
+        let size = items.len();
+        debug_assert!(size > 0, "a pool needs at least one item");
+        Pool { idle: Mutex::new(items), returned: Condvar::new(), size }
+    }
+
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Takes an idle item, waiting for one to come back when all are leased.
+    pub fn take(&self) -> Lease<'_, T> {
+        let mut idle = self.lock();
+        loop {
+            if let Some(item) = idle.pop() {
+                return Lease { pool: self, item: Some(item) };
+            }
+            idle = self.returned.wait(idle).unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<T>> {
+        // A panic while holding the lock cannot leave the list half-changed (push and pop only).
+        self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+pub struct Lease<'a, T> {
+    pool: &'a Pool<T>,
+    item: Option<T>,
+}
+
+impl<T> Deref for Lease<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        self.item.as_ref().expect("a lease holds its item until dropped")
+    }
+}
+
+impl<T> DerefMut for Lease<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        self.item.as_mut().expect("a lease holds its item until dropped")
+    }
+}
+
+impl<T> Drop for Lease<'_, T> {
+    fn drop(&mut self) {
+        if let Some(item) = self.item.take() {
+            self.pool.lock().push(item);
+            self.pool.returned.notify_one();
+        }
+    }
+}
+
+/// Who is waiting: a search waits for the model with a user staring at the screen; a review's
+/// sentences or an index build can wait a batch longer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Priority {
+    Interactive,
+    Batch,
+}
+
+/// At most one model run per core at a time, across every model: a run enters the gate first,
+/// and a free place goes to a waiting interactive run before any batch run. So a search waits
+/// for at most one batch of another request's work, and runs at full speed once in.
+pub struct Gate {
+    state: Mutex<GateState>,
+    opened: Condvar,
+}
+
+struct GateState {
+    free: usize,
+    interactive_waiting: usize,
+}
+
+impl Gate {
+    pub fn new(places: usize) -> Gate {
+        Gate { state: Mutex::new(GateState { free: places.max(1), interactive_waiting: 0 }), opened: Condvar::new() }
+    }
+
+    pub fn enter(&self, priority: Priority) -> Pass<'_> {
+        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if priority == Priority::Interactive {
+            state.interactive_waiting += 1;
+        }
+        loop {
+            let may_enter = match priority {
+                Priority::Interactive => state.free > 0,
+                Priority::Batch => state.free > 0 && state.interactive_waiting == 0,
+            };
+            if may_enter {
+                break;
+            }
+            state = self.opened.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+        if priority == Priority::Interactive {
+            state.interactive_waiting -= 1;
+        }
+        state.free -= 1;
+        Pass { gate: self }
+    }
+}
+
+pub struct Pass<'a> {
+    gate: &'a Gate,
+}
+
+impl Drop for Pass<'_> {
+    fn drop(&mut self) {
+        self.gate.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).free += 1;
+        // Every waiter re-checks: an interactive one may enter where a batch one may not.
+        self.gate.opened.notify_all();
+    }
+}
