@@ -52,18 +52,25 @@ struct Folders {
     log: PathBuf,
 }
 
-/// The real corpus indexed once by `askmark index` (about a minute on 2 cores); each test starts
-/// from a copy, so only the writes' own builds are timed.
-static PREBUILT: LazyLock<tempfile::TempDir> = LazyLock::new(|| {
-    let root = tempfile::tempdir().expect("temp dir");
-    let corpus = root.path().join("corpus");
+/// The real corpus indexed by `askmark index` (one to two minutes on 2 cores), kept in cargo's
+/// target tmp folder per binary and corpus so later runs skip it; each test starts from a copy,
+/// so only the writes' own builds are timed.
+static PREBUILT: LazyLock<PathBuf> = LazyLock::new(|| {
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    std::fs::create_dir_all(cache).expect("target tmp folder");
+    let prebuilt = cache.join(format!("crash-index-{}", prebuilt_key()));
+    if prebuilt.join("index").join("current").exists() {
+        return prebuilt;
+    }
+    let staging = tempfile::tempdir_in(cache).expect("temp dir");
+    let corpus = staging.path().join("corpus");
     copy_tree(&repo().join("corpus"), &corpus);
     let output = Command::new(binary())
         .arg("index")
         .arg("--corpus")
         .arg(&corpus)
         .arg("--index")
-        .arg(root.path().join("index"))
+        .arg(staging.path().join("index"))
         .arg("--models")
         .arg(repo().join("models"))
         .arg("--model-threads")
@@ -72,8 +79,30 @@ static PREBUILT: LazyLock<tempfile::TempDir> = LazyLock::new(|| {
         .output()
         .expect("run askmark index");
     assert!(output.status.success(), "askmark index failed: {}", String::from_utf8_lossy(&output.stderr));
-    root
+    for stale in std::fs::read_dir(cache).expect("target tmp folder").flatten() {
+        if stale.file_name().to_string_lossy().starts_with("crash-index-") {
+            let _ = std::fs::remove_dir_all(stale.path());
+        }
+    }
+    // Another test binary may have won the race; its copy is as good.
+    let _ = std::fs::rename(staging.keep(), &prebuilt);
+    prebuilt
 });
+
+/// Names a prebuilt index by the binary that built it and the corpus it holds.
+fn prebuilt_key() -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    let binary = std::fs::metadata(binary()).expect("the askmark binary");
+    hasher.update(format!("{} {:?}", binary.len(), binary.modified().ok()));
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join("corpus")).expect("corpus").flatten().map(|entry| entry.path()).collect();
+    files.sort();
+    for file in files.iter().filter(|path| path.extension().is_some_and(|extension| extension == "toml")) {
+        hasher.update(file.file_name().expect("file name").as_encoded_bytes());
+        hasher.update(std::fs::read(file).expect("corpus file"));
+    }
+    hasher.finalize().iter().take(8).map(|byte| format!("{byte:02x}")).collect()
+}
 
 /// Copies a folder tree, symlinks as symlinks (the index's `current` link is relative).
 fn copy_tree(from: &Path, to: &Path) {
@@ -96,8 +125,8 @@ impl Folders {
     fn with_corpus_copy() -> Folders {
         let root = tempfile::tempdir().expect("temp dir");
         let (corpus, index) = (root.path().join("corpus"), root.path().join("index"));
-        copy_tree(&PREBUILT.path().join("corpus"), &corpus);
-        copy_tree(&PREBUILT.path().join("index"), &index);
+        copy_tree(&PREBUILT.join("corpus"), &corpus);
+        copy_tree(&PREBUILT.join("index"), &index);
         let log = root.path().join("server.log");
         Folders { corpus, index, log, _root: root }
     }
