@@ -5,6 +5,7 @@ mod admin;
 mod api;
 mod common;
 mod corpus;
+mod crash;
 mod embeddings;
 mod eval;
 mod fusion;
