@@ -73,12 +73,12 @@ impl AppState {
 #[utoipa::path(post, path = "/v1/questions", request_body = UpsertBody, security(("api_key" = [])), responses(
     (status = 200, description = "replaced", body = crate::corpus::Question),
     (status = 201, description = "created", body = crate::corpus::Question),
-    (status = 400, description = "invalid_json or unreadable_body", body = super::error::Problem),
-    (status = 401, description = "unauthorized", body = super::error::Problem),
-    (status = 403, description = "writes_disabled", body = super::error::Problem),
-    (status = 413, description = "payload_too_large", body = super::error::Problem),
-    (status = 415, description = "unsupported_media_type", body = super::error::Problem),
-    (status = 422, description = "invalid_body, or invalid_entry with every problem", body = super::error::Problem),
+    (status = 400, description = "malformed JSON or an unreadable body", body = super::error::Problem),
+    (status = 401, description = "no valid bearer key", body = super::error::Problem),
+    (status = 403, description = "the server has no API keys", body = super::error::Problem),
+    (status = 413, description = "the body is over 64 KiB", body = super::error::Problem),
+    (status = 415, description = "the body is not application/json", body = super::error::Problem),
+    (status = 422, description = "a body of the wrong shape, or an entry that breaks the corpus rules (every problem listed)", body = super::error::Problem),
 ))]
 pub(super) async fn upsert_question(
     State(state): State<Arc<AppState>>,
@@ -98,11 +98,11 @@ pub(super) async fn upsert_question(
 /// Deletes a question no other question names as a follow-up.
 #[utoipa::path(delete, path = "/v1/questions/{id}", params(("id" = String, Path)), security(("api_key" = [])), responses(
     (status = 204, description = "deleted"),
-    (status = 400, description = "invalid_path", body = super::error::Problem),
-    (status = 401, description = "unauthorized", body = super::error::Problem),
-    (status = 403, description = "writes_disabled", body = super::error::Problem),
-    (status = 404, description = "question_not_found", body = super::error::Problem),
-    (status = 409, description = "question_in_use", body = super::error::Problem),
+    (status = 400, description = "an id that is not UTF-8 once decoded", body = super::error::Problem),
+    (status = 401, description = "no valid bearer key", body = super::error::Problem),
+    (status = 403, description = "the server has no API keys", body = super::error::Problem),
+    (status = 404, description = "no question with this id", body = super::error::Problem),
+    (status = 409, description = "another question names it as a follow-up", body = super::error::Problem),
 ))]
 pub(super) async fn delete_question(
     State(state): State<Arc<AppState>>,

@@ -36,7 +36,7 @@ pub(super) struct Readiness {
 }
 
 /// The index and the model are loaded and the vector store answers.
-#[utoipa::path(get, path = "/readyz", responses((status = 200, body = Readiness), (status = 503, description = "not_ready", body = Problem)))]
+#[utoipa::path(get, path = "/readyz", responses((status = 200, body = Readiness), (status = 503, description = "the vector store does not answer", body = Problem)))]
 pub(super) async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<Readiness>, ApiError> {
     let engine = state.engine();
     let store = engine.generation.vectors.clone();
@@ -120,8 +120,8 @@ fn invalid_filter(detail: impl Into<String>) -> ApiError {
 /// Questions ranked by a hybrid of BM25 and semantic similarity; every hit says how it was found.
 #[utoipa::path(get, path = "/v1/search", params(SearchParams), responses(
     (status = 200, body = SearchResults),
-    (status = 400, description = "invalid_query or invalid_filter", body = Problem),
-    (status = 503, description = "overloaded, or vector_store_unavailable (use mode=lexical)", body = Problem),
+    (status = 400, description = "a bad parameter or filter", body = Problem),
+    (status = 503, description = "no job slot freed in time, or the vector store does not answer (mode=lexical still works)", body = Problem),
 ))]
 pub(super) async fn search(State(state): State<Arc<AppState>>, ApiQuery(params): ApiQuery<SearchParams>) -> Result<Json<SearchResults>, ApiError> {
     let request = params.into_request()?;
@@ -191,7 +191,7 @@ const MAX_LIST_OFFSET: usize = 1_000_000;
 /// Questions in corpus order, optionally of one topic.
 #[utoipa::path(get, path = "/v1/questions", params(ListParams), responses(
     (status = 200, body = QuestionList),
-    (status = 400, description = "invalid_query or invalid_filter", body = Problem),
+    (status = 400, description = "a bad parameter or filter", body = Problem),
 ))]
 pub(super) async fn list_questions(State(state): State<Arc<AppState>>, ApiQuery(params): ApiQuery<ListParams>) -> Result<Json<QuestionList>, ApiError> {
     let limit = params.limit.unwrap_or(50);
@@ -250,8 +250,8 @@ pub(super) struct QuestionDetail {
 /// One question with its reference answer, rubric and follow-ups.
 #[utoipa::path(get, path = "/v1/questions/{id}", params(("id" = String, Path)), responses(
     (status = 200, body = QuestionDetail),
-    (status = 400, description = "invalid_path", body = Problem),
-    (status = 404, description = "question_not_found", body = Problem),
+    (status = 400, description = "an id that is not UTF-8 once decoded", body = Problem),
+    (status = 404, description = "no question with this id", body = Problem),
 ))]
 pub(super) async fn question(State(state): State<Arc<AppState>>, ApiPath(id): ApiPath<String>) -> Result<Json<QuestionDetail>, ApiError> {
     let engine = state.engine();
@@ -294,9 +294,9 @@ pub(super) struct Related {
 /// Curated follow-ups first, then nearest neighbours, each with the reason it was chosen.
 #[utoipa::path(get, path = "/v1/questions/{id}/related", params(("id" = String, Path), RelatedParams), responses(
     (status = 200, body = Related),
-    (status = 400, description = "invalid_query or invalid_path", body = Problem),
-    (status = 404, description = "question_not_found", body = Problem),
-    (status = 503, description = "overloaded, or vector_store_unavailable", body = Problem),
+    (status = 400, description = "a bad limit, or an id that is not UTF-8 once decoded", body = Problem),
+    (status = 404, description = "no question with this id", body = Problem),
+    (status = 503, description = "no job slot freed in time, or the vector store does not answer", body = Problem),
 ))]
 pub(super) async fn related(
     State(state): State<Arc<AppState>>,

@@ -127,13 +127,13 @@ impl ReviewBody {
 /// Rates an answer: score, band, key points covered or missed with evidence, flags, feedback.
 #[utoipa::path(post, path = "/v1/review", request_body = ReviewBody, responses(
     (status = 200, body = crate::review::Review),
-    (status = 400, description = "invalid_json, unreadable_body or invalid_answer", body = super::error::Problem),
-    (status = 404, description = "question_not_found", body = super::error::Problem),
-    (status = 413, description = "payload_too_large", body = super::error::Problem),
-    (status = 415, description = "unsupported_media_type", body = super::error::Problem),
-    (status = 422, description = "invalid_body, invalid_review", body = super::error::Problem),
-    (status = 429, description = "rate_limited", body = super::error::Problem),
-    (status = 503, description = "overloaded", body = super::error::Problem),
+    (status = 400, description = "malformed JSON, an unreadable body, or a blank or over-long answer", body = super::error::Problem),
+    (status = 404, description = "no question with this id", body = super::error::Problem),
+    (status = 413, description = "the body is over 64 KiB", body = super::error::Problem),
+    (status = 415, description = "the body is not application/json", body = super::error::Problem),
+    (status = 422, description = "a body of the wrong shape, or both or neither of question_id and question", body = super::error::Problem),
+    (status = 429, description = "too many reviews from this client", body = super::error::Problem),
+    (status = 503, description = "no job slot freed in time", body = super::error::Problem),
 ))]
 pub(super) async fn review(
     State(state): State<Arc<AppState>>,
