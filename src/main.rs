@@ -10,7 +10,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use askmark::api::{AppState, ServerConfig};
+use askmark::api::{AppState, ConnectionLimits, ServerConfig};
 use askmark::corpus::{Corpus, Difficulty, QuestionEntry};
 use askmark::embed::{Embedder, FastEmbedder, ModelPaths};
 use askmark::engine::{Change, Engine, Models};
@@ -133,6 +133,13 @@ enum Command {
         /// Seconds before a request is answered 408.
         #[arg(long, env = "ASKMARK_REQUEST_TIMEOUT", default_value_t = 30)]
         request_timeout: u64,
+        /// Connections served at once; more wait in the listen backlog until one closes.
+        #[arg(long, env = "ASKMARK_MAX_CONNECTIONS", default_value_t = 1024)]
+        max_connections: usize,
+        /// Seconds a client has to send a request's headers (idle keep-alive included) before
+        /// it is disconnected.
+        #[arg(long, env = "ASKMARK_HEADER_READ_TIMEOUT", default_value_t = 10)]
+        header_read_timeout: u64,
     },
     /// Adds or replaces a question through the engine's single writer (like `POST /v1/questions`):
     /// validated, written back to the corpus files durably, indexed, swapped in
@@ -254,17 +261,27 @@ fn main() -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Serve { addr, max_cpu_jobs, queue_timeout_ms, api_keys, reviews_per_minute, cors_origins, request_timeout } => {
-            let engine = open()?;
+        Command::Serve {
+            addr,
+            max_cpu_jobs,
+            queue_timeout_ms,
+            api_keys,
+            reviews_per_minute,
+            cors_origins,
+            request_timeout,
+            max_connections,
+            header_read_timeout,
+        } => {
             let config = ServerConfig {
                 max_cpu_jobs,
                 queue_timeout: Duration::from_millis(queue_timeout_ms),
-                api_keys: api_keys.into_iter().filter(|key| !key.is_empty()).collect(),
+                api_keys: askmark::api::api_keys(&api_keys)?,
                 reviews_per_minute,
                 cors_origins,
                 request_timeout: Duration::from_secs(request_timeout),
             };
-            serve(engine, addr, config)?;
+            let limits = ConnectionLimits { max_connections, header_read_timeout: Duration::from_secs(header_read_timeout) };
+            serve(open()?, addr, config, limits)?;
         }
         Command::Review { question, answer_file, json } => {
             let answer = if answer_file.as_os_str() == "-" {
@@ -525,16 +542,15 @@ fn print_external_eval(
     Ok(())
 }
 
-fn serve(engine: Engine, addr: SocketAddr, config: ServerConfig) -> anyhow::Result<()> {
+fn serve(engine: Engine, addr: SocketAddr, config: ServerConfig, limits: ConnectionLimits) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let questions = engine.snapshot().corpus().questions().len();
         let writes = if config.api_keys.is_empty() { "disabled" } else { "enabled" };
         let state = AppState::new(engine.clone(), config);
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
-        tracing::info!(%addr, questions, writes, "serving");
-        let app = askmark::api::router(state).into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+        tracing::info!(%addr, questions, writes, max_connections = limits.max_connections, "serving");
+        askmark::api::serve(listener, askmark::api::router(state), limits, shutdown_signal()).await;
         engine.finish_writes().await;
         tracing::info!("shut down: in-flight requests and queued writes finished");
         Ok(())

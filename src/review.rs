@@ -29,7 +29,7 @@ use crate::judge::{PairJudge, Verdict};
 use crate::text;
 
 pub const MAX_ANSWER_CHARS: usize = 10_000;
-pub const MAX_QUESTION_CHARS: usize = 1_000;
+pub const MAX_QUESTION_CHARS: usize = 2_000;
 pub const MAX_REFERENCES: usize = 5;
 pub const MAX_REFERENCE_CHARS: usize = 5_000;
 pub const MAX_KEY_POINTS: usize = 12;

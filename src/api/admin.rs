@@ -5,13 +5,14 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
-use super::{ApiError, ApiJson, AppState};
+use super::auth::WriteAccess;
+use super::{ApiError, ApiJson, ApiPath, AppState};
 use crate::corpus::QuestionEntry;
 use crate::engine::Change;
 
@@ -22,44 +23,22 @@ pub(super) struct UpsertBody {
     question: QuestionEntry,
 }
 
-fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    if state.config.api_keys.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "writes_disabled",
-            "Writes are disabled",
-            "this server has no API keys configured (ASKMARK_API_KEYS), so it refuses writes",
-        ));
-    }
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "));
-    match presented {
-        Some(key) if state.config.api_keys.iter().any(|allowed| constant_time_eq(allowed.as_bytes(), key.as_bytes())) => Ok(()),
-        _ => Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized", "send Authorization: Bearer <api key>")),
-    }
-}
-
-/// Compares without an early exit, so timing does not reveal how much of a key matched.
-fn constant_time_eq(left: &[u8], right: &[u8]) -> bool {
-    left.len() == right.len() && left.iter().zip(right).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
-}
-
 /// Creates or replaces a question (validated like the corpus files), indexes it and writes it back.
 #[utoipa::path(post, path = "/v1/questions", request_body = UpsertBody, security(("api_key" = [])), responses(
     (status = 200, description = "replaced", body = crate::corpus::Question),
     (status = 201, description = "created", body = crate::corpus::Question),
-    (status = 401, description = "unauthorized", body = super::error::Problem),
-    (status = 403, description = "writes_disabled", body = super::error::Problem),
-    (status = 422, description = "invalid_entry, with every problem", body = super::error::Problem),
+    (status = 400, description = "malformed JSON or an unreadable body", body = super::error::Problem),
+    (status = 401, description = "no valid bearer key", body = super::error::Problem),
+    (status = 403, description = "the server has no API keys", body = super::error::Problem),
+    (status = 413, description = "the body is over 64 KiB", body = super::error::Problem),
+    (status = 415, description = "the body is not application/json", body = super::error::Problem),
+    (status = 422, description = "a body of the wrong shape, or an entry that breaks the corpus rules (every problem listed)", body = super::error::Problem),
 ))]
 pub(super) async fn upsert_question(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    _access: WriteAccess,
     ApiJson(body): ApiJson<UpsertBody>,
 ) -> Result<Response, ApiError> {
-    authorize(&state, &headers)?;
     let id = body.question.id.clone();
     let applied = state.engine().apply_async(Change::Upsert { topic: body.topic, entry: body.question }).await?;
     tracing::info!(id, created = applied.created, "question upserted");
@@ -71,16 +50,17 @@ pub(super) async fn upsert_question(
 /// Deletes a question no other question names as a follow-up.
 #[utoipa::path(delete, path = "/v1/questions/{id}", params(("id" = String, Path)), security(("api_key" = [])), responses(
     (status = 204, description = "deleted"),
-    (status = 401, description = "unauthorized", body = super::error::Problem),
-    (status = 404, description = "question_not_found", body = super::error::Problem),
-    (status = 409, description = "question_in_use", body = super::error::Problem),
+    (status = 400, description = "an id that is not UTF-8 once decoded", body = super::error::Problem),
+    (status = 401, description = "no valid bearer key", body = super::error::Problem),
+    (status = 403, description = "the server has no API keys", body = super::error::Problem),
+    (status = 404, description = "no question with this id", body = super::error::Problem),
+    (status = 409, description = "another question names it as a follow-up", body = super::error::Problem),
 ))]
 pub(super) async fn delete_question(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
+    _access: WriteAccess,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    authorize(&state, &headers)?;
     state.engine().apply_async(Change::Delete { id: id.clone() }).await?;
     tracing::info!(id, "question deleted");
     Ok(StatusCode::NO_CONTENT.into_response())

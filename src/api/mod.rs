@@ -5,38 +5,50 @@
 //! see the old or the new corpus, never half of one.
 
 mod admin;
+mod auth;
 mod error;
 mod extract;
 mod openapi;
 mod read;
 mod review;
+mod serve;
 mod web;
 
 use std::num::NonZeroU32;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
+use axum::{BoxError, Router};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::sync::Semaphore;
+use tower::ServiceBuilder;
+use tower_http::classify::ServerErrorsFailureClass;
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-pub use error::ApiError;
-pub use extract::{ApiJson, ApiQuery};
+pub use auth::{api_keys, BlankApiKeys};
+pub use error::{ApiError, ErrorCode};
+pub use extract::{ApiJson, ApiPath, ApiQuery};
+pub use serve::{serve, ConnectionLimits};
 
 use crate::engine::Engine;
 
 /// Largest request body accepted; a review answer is at most 10 000 characters.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Longest request target (path and query); a search query is at most 500 characters.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+/// Most request headers, and their total size (names and values). hyper's own limits are far
+/// above these, so a request over them is answered here, as problem+json.
+pub const MAX_HEADERS: usize = 100;
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 
 /// What an operator can tune; every field has a flag and an environment variable in `main.rs`.
 #[derive(Debug, Clone)]
@@ -99,7 +111,7 @@ impl AppState {
         let waiting = tokio::time::timeout(self.config.queue_timeout, self.cpu_permits.clone().acquire_owned());
         let Ok(Ok(permit)) = waiting.await else {
             metrics::counter!("askmark_overloaded_total").increment(1);
-            return Err(ApiError::overloaded());
+            return Err(ApiError::from(ErrorCode::Overloaded));
         };
         let engine = self.engine.clone();
         on_blocking_pool(move || {
@@ -149,6 +161,42 @@ async fn track_metrics(request: Request, next: Next) -> Response {
     response
 }
 
+/// 414 and 431 as problem+json, for request lines and headers over our limits.
+async fn limit_request_head(request: Request, next: Next) -> Response {
+    let uri_bytes = request.uri().path_and_query().map_or(0, |target| target.as_str().len());
+    if uri_bytes > MAX_URI_BYTES {
+        return ApiError::new(ErrorCode::UriTooLong, format!("the request target has {uri_bytes} bytes, at most {MAX_URI_BYTES} are allowed"))
+            .into_response();
+    }
+    let headers = request.headers();
+    let header_bytes: usize = headers.iter().map(|(name, value)| name.as_str().len() + value.len()).sum();
+    if headers.len() > MAX_HEADERS || header_bytes > MAX_HEADER_BYTES {
+        let detail = format!("at most {MAX_HEADERS} headers of {MAX_HEADER_BYTES} bytes in all are allowed");
+        return ApiError::new(ErrorCode::HeadersTooLarge, detail).into_response();
+    }
+    next.run(request).await
+}
+
+/// The request timeout's error as problem+json; the router itself never fails.
+async fn timed_out(error: BoxError) -> ApiError {
+    if error.is::<tower::timeout::error::Elapsed>() {
+        return ApiError::from(ErrorCode::RequestTimeout);
+    }
+    tracing::error!(error = %error, "request failed in a middleware");
+    ApiError::internal()
+}
+
+/// Server errors are logged at ERROR, except 503s: those are designed answers to load or to an
+/// unreachable vector store (counted in metrics, the cause logged at WARN where it is known).
+fn log_failure(failure: ServerErrorsFailureClass, latency: Duration, _span: &tracing::Span) {
+    let latency_ms = latency.as_millis();
+    match failure {
+        ServerErrorsFailureClass::StatusCode(StatusCode::SERVICE_UNAVAILABLE) => tracing::debug!(latency_ms, "service unavailable"),
+        ServerErrorsFailureClass::StatusCode(status) => tracing::error!(%status, latency_ms, "response failed"),
+        ServerErrorsFailureClass::Error(error) => tracing::error!(%error, latency_ms, "response failed"),
+    }
+}
+
 fn cors(origins: &[String]) -> CorsLayer {
     let allowed: Vec<HeaderValue> = origins.iter().filter_map(|origin| HeaderValue::from_str(origin).ok()).collect();
     CorsLayer::new()
@@ -176,14 +224,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/review", post(review::review))
         .merge(web::routes())
         .route_layer(middleware::from_fn(track_metrics))
-        .fallback(|| async { ApiError::not_found_route() })
-        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .fallback(|| async { ApiError::from(ErrorCode::RouteNotFound) })
+        .method_not_allowed_fallback(|| async { ApiError::from(ErrorCode::MethodNotAllowed) })
         .with_state(state)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(CompressionLayer::new())
         .layer(cors)
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
+        .layer(ServiceBuilder::new().layer(HandleErrorLayer::new(timed_out)).timeout(timeout))
+        .layer(middleware::from_fn(limit_request_head))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().on_failure(log_failure))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
 }

@@ -157,3 +157,40 @@ async fn searches_during_writes_see_the_old_or_the_new_corpus_never_an_error() {
     let after = Request::get("/v1/search?q=quokkaflux&mode=lexical").body(Body::empty()).unwrap();
     assert_eq!(send(&fixture.app, after).await.1["results"][0]["id"], "event-loop-starvation");
 }
+
+#[tokio::test]
+async fn an_anonymous_write_is_refused_before_its_body_is_read() {
+    let with_keys = fixture(&["s3cret"]);
+    let not_json = Request::post("/v1/questions").header("content-type", "application/json").body(Body::from("{\"topic\": 1}")).unwrap();
+    let (status, body) = send(&with_keys.app, not_json).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("unauthorized")), "{body}");
+    assert!(!body.to_string().contains("topic"), "nothing about the body's schema leaks: {body}");
+
+    let without_keys = fixture(&[]);
+    let (status, body) = send(&without_keys.app, upsert(&json!({}), None)).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::FORBIDDEN, Some("writes_disabled")), "{body}");
+}
+
+#[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive_and_only_the_exact_key_passes() {
+    let fixture = fixture(&["s3cret"]);
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let request = Request::delete("/v1/questions/no-such-question").header("authorization", format!("{scheme} s3cret")).body(Body::empty()).unwrap();
+        let (status, body) = send(&fixture.app, request).await;
+        assert_eq!((status, body["code"].as_str()), (StatusCode::NOT_FOUND, Some("question_not_found")), "{scheme}: {body}");
+    }
+    for key in ["s3cre", "s3crett", "S3CRET", "", "s3cret s3cret"] {
+        let request = Request::delete("/v1/questions/no-such-question").header("authorization", format!("Bearer {key}")).body(Body::empty()).unwrap();
+        assert_eq!(send(&fixture.app, request).await.0, StatusCode::UNAUTHORIZED, "{key:?}");
+    }
+    let basic = Request::delete("/v1/questions/no-such-question").header("authorization", "Basic s3cret").body(Body::empty()).unwrap();
+    assert_eq!(send(&fixture.app, basic).await.0, StatusCode::UNAUTHORIZED);
+}
+
+#[test]
+fn blank_api_keys_are_ignored_and_a_list_of_only_blanks_is_refused() {
+    let keys = |list: &[&str]| askmark::api::api_keys(&list.iter().map(|key| key.to_string()).collect::<Vec<_>>());
+    assert_eq!(keys(&["", " s3cret ", "  "]).unwrap(), ["s3cret"]);
+    assert!(keys(&["", " ", ""]).is_err(), "\", ,\" must not enable writes with a blank key");
+    assert!(keys(&[]).unwrap().is_empty(), "no keys: writes disabled");
+}

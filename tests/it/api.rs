@@ -8,7 +8,7 @@ use askmark::error::InternalError;
 use askmark::index::Generation;
 use askmark::lexical::LexicalIndex;
 use askmark::engine::Engine;
-use askmark::vectors::{SearchFilter, VectorName};
+use askmark::vectors::{SearchFilter, VectorName, VectorStore};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
@@ -29,7 +29,7 @@ pub(crate) async fn get(uri: &str) -> (StatusCode, String, Value) {
     (status, content_type, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
 
-async fn assert_problem(uri: &str, status: StatusCode, code: &str) {
+pub(crate) async fn assert_problem(uri: &str, status: StatusCode, code: &str) {
     let (actual, content_type, body) = get(uri).await;
     assert_eq!(actual, status, "{uri}: {body}");
     assert_eq!(content_type, "application/problem+json", "{uri}");
@@ -185,7 +185,7 @@ async fn bad_review_requests_are_problems_with_stable_codes() {
     check(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", post("/v1/review", "application/json", huge).await);
 }
 
-fn app_with(config: ServerConfig) -> axum::Router {
+pub(crate) fn app_with(config: ServerConfig) -> axum::Router {
     router(AppState::new((**ENGINE).clone(), config))
 }
 
@@ -202,7 +202,7 @@ async fn reviews_are_rate_limited_per_client() {
     }
     let limited = app.clone().oneshot(review_request()).await.unwrap();
     assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(limited.headers()["retry-after"], "60");
+    assert_eq!(limited.headers()["retry-after"], "30", "two reviews a minute: the next one is allowed 30 s later");
     let body: Value = serde_json::from_slice(&limited.into_body().collect().await.unwrap().to_bytes()).unwrap();
     assert_eq!(body["code"], "rate_limited");
 }
@@ -287,7 +287,7 @@ async fn the_question_list_pages_and_filters() {
 /// A vector store whose server does not answer, as `QdrantStore` reports it when Qdrant is down.
 struct UnreachableStore;
 
-impl askmark::vectors::VectorStore for UnreachableStore {
+impl VectorStore for UnreachableStore {
     fn upsert(&self, _: &[askmark::vectors::VectorPoint]) -> Result<(), InternalError> {
         Err(unreachable_error())
     }
@@ -312,20 +312,29 @@ fn unreachable_error() -> InternalError {
     InternalError::VectorStoreUnavailable("Qdrant at http://127.0.0.1:1: transport error".into())
 }
 
-#[tokio::test]
-async fn without_its_vector_store_a_replica_degrades_to_lexical_search_and_is_not_ready() {
+/// The real engine with its vectors in `store`.
+pub(crate) fn app_over(store: Arc<dyn VectorStore>, config: ServerConfig) -> axum::Router {
     let snapshot = ENGINE.snapshot();
     let generation = snapshot.generation();
-    let degraded = Generation {
+    let replaced = Generation {
         dir: generation.dir.clone(),
         manifest: generation.manifest.clone(),
         lexical: LexicalIndex::open(&generation.dir.join("lexical")).unwrap(),
-        vectors: Arc::new(UnreachableStore),
+        vectors: store,
         embeddings: generation.embeddings.clone(),
     };
     let index = crate::common::index_dir(&generation.dir.join("../.."));
-    let engine = Engine::from_parts(snapshot.corpus().clone(), degraded, MODELS.clone(), index).unwrap();
-    let app = router(AppState::new(engine, ServerConfig::default()));
+    let engine = Engine::from_parts(snapshot.corpus().clone(), replaced, MODELS.clone(), index).unwrap();
+    router(AppState::new(engine, config))
+}
+
+pub(crate) fn unreachable_app(config: ServerConfig) -> axum::Router {
+    app_over(Arc::new(UnreachableStore), config)
+}
+
+#[tokio::test]
+async fn without_its_vector_store_a_replica_degrades_to_lexical_search_and_is_not_ready() {
+    let app = unreachable_app(ServerConfig::default());
     let send = |uri: &str| app.clone().oneshot(Request::get(uri).body(Body::empty()).unwrap());
 
     let hybrid = send("/v1/search?q=what+is+the+gil").await.unwrap();

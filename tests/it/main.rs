@@ -4,6 +4,8 @@
 mod admin;
 mod api;
 mod common;
+mod connections;
+mod contract;
 mod corpus;
 mod crash;
 mod embeddings;
