@@ -441,11 +441,15 @@ fn print_review_eval(
     };
     let model = match &fit {
         Some(path) => {
-            // Each source counts as much as the others in total, whatever its size.
+            // Each source counts as much as the others in total, whatever its size; weights
+            // average 1, so the ridge penalty means the same as in an unweighted fit.
+            let sources = 1 + public_train.len();
+            let total = (train.len() + public_train.iter().map(|(_, o)| o.len()).sum::<usize>()) as f64;
+            let weight_of = |size: usize| total / (sources * size.max(1)) as f64;
             let mut rows: Vec<review_eval::FitRow> =
-                train.iter().map(|o| review_eval::FitRow::of_observation(o, 1.0 / train.len().max(1) as f64)).collect();
+                train.iter().map(|o| review_eval::FitRow::of_observation(o, weight_of(train.len()))).collect();
             for (_, observed) in &public_train {
-                let weight = 1.0 / observed.len().max(1) as f64;
+                let weight = weight_of(observed.len());
                 rows.extend(observed.iter().map(|o| review_eval::FitRow {
                     signals: o.signals,
                     flags: o.flags.clone(),

@@ -176,11 +176,9 @@ function renderReview(verdict) {
     if (point.evidence) item.append(element("span", { class: "evidence" }, `“${point.evidence}”`));
     return item;
   }));
-  $("r-contradictions").replaceChildren(...verdict.contradictions.map((contradiction) => {
-    const what = contradiction.kind === "misconception" ? "States a common mistake: " : "Contradicts: ";
-    return element("li", { class: "contradiction" }, element("strong", {}, what), contradiction.misconception,
-      element("span", { class: "evidence" }, `“${contradiction.evidence}”`));
-  }));
+  $("r-contradictions").replaceChildren(...verdict.contradictions.map((contradiction) =>
+    element("li", { class: "contradiction" }, element("strong", {}, "States a common mistake: "), contradiction.misconception,
+      element("span", { class: "evidence" }, `“${contradiction.evidence}”`))));
   $("r-contradictions").hidden = verdict.contradictions.length === 0;
   $("review").hidden = false;
 }

@@ -46,8 +46,9 @@ impl ClientLimiter {
     }
 }
 
-/// Longest ad-hoc question: a question, not a document (a corpus question is under 300).
-pub(super) const MAX_AD_HOC_QUESTION_CHARS: usize = 1_000;
+/// Longest ad-hoc question: a question, not a document (a corpus question is under 300; public
+/// graded sets have questions with context of up to about 1,100).
+pub(super) const MAX_AD_HOC_QUESTION_CHARS: usize = crate::review::MAX_QUESTION_CHARS;
 
 /// Either a corpus question by id, or an ad-hoc question with its own references.
 #[derive(Debug, Deserialize)]

@@ -115,7 +115,14 @@ pub fn fit(rows: &[FitRow], banded: &[&Observation]) -> Option<ScoreModel> {
             ([1.0, f[0], f[1], f[2], f[3], f[4]].map(|x| x * scale), row.target * scale)
         })
         .collect();
-    let solution = least_squares(&weighted, 1e-3)?;
+    let mut solution = least_squares(&weighted, 1e-3)?;
+    // A contradiction must never raise a score: when the fit gives it a positive weight, the
+    // signal carries no usable information here, so it is fitted again without it (weight 0).
+    if solution[5] > 0.0 {
+        let without: Vec<([f64; 6], f64)> = weighted.iter().map(|(x, y)| ([x[0], x[1], x[2], x[3], x[4], 0.0], *y)).collect();
+        solution = least_squares(&without, 1e-3)?;
+        solution[5] = 0.0;
+    }
     let weights = [solution[1], solution[2], solution[3], solution[4], solution[5]].map(|w| w as f32);
     let linear = ScoreModel::from_weights(solution[0] as f32, weights, [40.0, 70.0, 90.0]);
     let scored: Vec<(f32, Band)> = banded

@@ -194,7 +194,7 @@ async fn an_ad_hoc_question_has_a_length_limit() {
     };
     let (status, _, body) = post("/v1/review", "application/json", review("What is a closure?".into())).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let too_long = review("What is a closure? ".repeat(60));
+    let too_long = review("What is a closure? ".repeat(120));
     assert_is_problem(post("/v1/review", "application/json", too_long).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_review");
 }
 

@@ -114,6 +114,16 @@ fn an_ad_hoc_question_is_reviewed_against_its_own_references() {
 }
 
 #[test]
+fn a_pathological_answer_is_read_as_a_bounded_number_of_passages() {
+    let one_word_sentences = "Word. ".repeat(1600);
+    let passages = askmark::review::passages(&one_word_sentences, 48);
+    assert!(passages.len() <= 48, "{} passages", passages.len());
+    assert_eq!(passages.iter().map(|p| p.split_whitespace().count()).sum::<usize>(), 1600, "no word is dropped");
+    let verdict = review("gil", &one_word_sentences);
+    assert!(verdict.score <= 25, "{}", verdict.score);
+}
+
+#[test]
 fn bad_review_requests_are_user_errors() {
     assert!(matches!(ENGINE.review(&Target::Corpus("gil".into()), "  "), Err(Error::User(UserError::InvalidAnswer(_)))));
     assert!(matches!(
