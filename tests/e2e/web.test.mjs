@@ -96,14 +96,14 @@ test("practise: submit an answer, see the review, keep the answer and the attemp
 test("a contradiction is shown with the sentence that states it", async () => {
   await page.goto(`${BASE}/#/q/gil`);
   await page.waitForSelector("#question-panel:not([hidden])");
-  const wrong = "The GIL is a lock in CPython. It makes counter += 1 atomic, so a shared counter can be " +
-    "incremented from several threads without any lock.";
+  const wrong = "The GIL used to serialize threads in CPython. But Python 3.13 removed the GIL completely, so every " +
+    "standard CPython build now runs threads in parallel on all cores. Threads are therefore the right tool for CPU-bound work.";
   await page.fill("#answer", wrong);
   await page.click("#submit");
   await page.waitForSelector("#review:not([hidden])");
   await page.waitForSelector("#r-contradictions:not([hidden]) li");
   const evidence = await page.locator("#r-contradictions .evidence").first().textContent();
-  assert.match(evidence, /without any lock/, evidence);
+  assert.match(evidence, /removed the GIL completely/, evidence);
 });
 
 test("a refused request shows the server's problem title", async () => {
