@@ -137,27 +137,26 @@ pub enum Coverage {
 }
 
 impl Coverage {
-    fn of_entailment(entailment: f32) -> Coverage {
-        if entailment >= COVERED {
+    /// Covered from `covered`, partially from `partially`.
+    fn of_strength(strength: f32, covered: f32, partially: f32) -> Coverage {
+        if strength >= covered {
             Coverage::Covered
-        } else if entailment >= PARTIALLY_COVERED {
+        } else if strength >= partially {
             Coverage::Partially
         } else {
             Coverage::Missed
         }
     }
 
+    fn of_entailment(entailment: f32) -> Coverage {
+        Coverage::of_strength(entailment, COVERED, PARTIALLY_COVERED)
+    }
+
     /// From the bi-encoder alone: the closest passage's cosine, lifted a little when the answer
     /// also uses the point's own terms.
     fn of_similarity(similarity: f32, term_coverage: f32) -> Coverage {
         let evidence = (0.8 * similarity + 0.2 * term_coverage).clamp(0.0, 1.0);
-        if evidence >= COVERED_BY_SIMILARITY {
-            Coverage::Covered
-        } else if evidence >= PARTIALLY_COVERED_BY_SIMILARITY {
-            Coverage::Partially
-        } else {
-            Coverage::Missed
-        }
+        Coverage::of_strength(evidence, COVERED_BY_SIMILARITY, PARTIALLY_COVERED_BY_SIMILARITY)
     }
 
     fn credit(self) -> f32 {
@@ -567,7 +566,7 @@ impl Reviewer<'_> {
         if cosine(&answer_vector, &rubric.question_vector) >= RESTATES_COSINE && new_terms <= RESTATES_MAX_NEW_TERMS {
             flags.push(Flag::RestatesQuestion);
         }
-        if text::word_count(answer) >= STUFFING_MIN_WORDS && text::function_word_ratio(answer) < STUFFING_MAX_FUNCTION_WORDS {
+        if word_count >= STUFFING_MIN_WORDS && text::function_word_ratio(answer) < STUFFING_MAX_FUNCTION_WORDS {
             flags.push(Flag::KeywordStuffing);
         }
         if signals.topic_margin < OFF_TOPIC_MARGIN && best_other > OFF_TOPIC_OTHER_COSINE {
