@@ -3,16 +3,14 @@
 //! here asserts a time.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 
 use askmark::corpus::Corpus;
-use askmark::embed::{Embedder, FastEmbedder, ModelPaths};
 use askmark::eval::review::load_answers;
 use askmark::eval::search::load_queries;
+use askmark::engine::{Engine, Models};
 use askmark::index::IndexDir;
 use askmark::review::Target;
-use askmark::engine::{Engine, Models};
 use askmark::search::{Mode, SearchRequest};
 use askmark::vectors::VectorBackend;
 

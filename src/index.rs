@@ -20,7 +20,7 @@ use crate::corpus::{Corpus, Question};
 use crate::embed::{Embedder, ModelInfo};
 use crate::error::InternalError;
 use crate::lexical::LexicalIndex;
-use crate::vectors::{EdgeStore, PointPayload, QdrantConfig, QdrantStore, VectorBackend, VectorPoint, VectorStore};
+use crate::vectors::{PointPayload, VectorBackend, VectorLocation, VectorPoint, VectorStore};
 
 /// Bumped when the on-disk layout changes; a different format forces a rebuild.
 const FORMAT_VERSION: u32 = 2;
@@ -40,16 +40,6 @@ pub struct Manifest {
     pub build_ms: u64,
     #[serde(default)]
     pub vectors: VectorLocation,
-}
-
-/// Where a generation's vectors are.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "backend", rename_all = "snake_case")]
-pub enum VectorLocation {
-    /// `vectors/` inside the generation folder.
-    #[default]
-    Embedded,
-    Qdrant { url: String, collection: String },
 }
 
 /// Every embedding of one question, so search and review never embed reference text at
@@ -102,17 +92,6 @@ impl IndexDir {
         IndexDir { backend, ..self }
     }
 
-    /// Whether generations with vectors at `location` belong to this folder's backend.
-    fn serves(&self, location: &VectorLocation) -> bool {
-        match (&self.backend, location) {
-            (VectorBackend::Embedded, VectorLocation::Embedded) => true,
-            (VectorBackend::Qdrant(config), VectorLocation::Qdrant { url, collection }) => {
-                url == &config.url && collection.starts_with(&format!("{}-", config.alias))
-            }
-            _ => false,
-        }
-    }
-
     fn current_link(&self) -> PathBuf {
         self.root.join("current")
     }
@@ -136,7 +115,7 @@ impl IndexDir {
             Some(Staleness::ModelChanged)
         } else if manifest.corpus_hash != corpus.hash() {
             Some(Staleness::CorpusChanged)
-        } else if !self.serves(&manifest.vectors) {
+        } else if !self.backend.serves(&manifest.vectors) {
             Some(Staleness::BackendChanged)
         } else {
             None
@@ -230,18 +209,11 @@ impl IndexDir {
             .collect();
         names.sort();
         let (removed, kept) = names.split_at(names.len().saturating_sub(GENERATIONS_KEPT));
-        let collection = |name: &str| match read_manifest(&self.generations().join(name)).ok()?.vectors {
-            VectorLocation::Qdrant { collection, .. } => Some(collection),
-            VectorLocation::Embedded => None,
-        };
-        let in_use: Vec<String> = kept.iter().map(String::as_str).chain([keep]).filter_map(collection).collect();
+        let location = |name: &str| read_manifest(&self.generations().join(name)).ok().map(|manifest| manifest.vectors);
+        let in_use: Vec<VectorLocation> = kept.iter().map(String::as_str).chain([keep]).filter_map(location).collect();
         for name in removed {
-            if let (VectorBackend::Qdrant(config), Some(unused)) = (&self.backend, collection(name)) {
-                if !in_use.contains(&unused) {
-                    if let Err(error) = QdrantStore::delete_collection(config, &unused) {
-                        tracing::warn!(%error, collection = %unused, "could not delete an unused Qdrant collection");
-                    }
-                }
+            if let Some(unused) = location(name) {
+                self.backend.retire(&unused, &in_use);
             }
             let _ = std::fs::remove_dir_all(self.generations().join(name));
         }
@@ -260,41 +232,15 @@ impl IndexDir {
         LexicalIndex::build(&dir.join("lexical"), corpus.questions())?;
         let (embeddings, embedded, reused) = embed_corpus(corpus, embedder, previous)?;
         let points = vector_points(corpus.questions(), &embeddings);
-        let dimension = embedder.model().dimension;
-        let location = match &self.backend {
-            VectorBackend::Embedded => {
-                let store = EdgeStore::create(&dir.join("vectors"), dimension)?;
-                store.upsert(&points)?;
-                store.flush()?;
-                VectorLocation::Embedded
-            }
-            VectorBackend::Qdrant(config) => {
-                let collection = collection_name(&config.alias, corpus, embedder.model());
-                let store = QdrantStore::create(config, &collection, dimension)?;
-                store.upsert(&points)?;
-                store.publish_as(&config.alias)?;
-                VectorLocation::Qdrant { url: config.url.clone(), collection }
-            }
-        };
+        let model = embedder.model();
+        let location = self.backend.create(dir, &content_key(corpus, model), model.dimension, &points)?;
         write_json(&dir.join("embeddings.json"), &embeddings)?;
         Ok((embedded, reused, location))
     }
 
     fn open_generation(&self, dir: &Path) -> Result<Generation, InternalError> {
         let manifest = read_manifest(dir)?;
-        let vectors: Arc<dyn VectorStore> = match (&manifest.vectors, &self.backend) {
-            (VectorLocation::Embedded, _) => Arc::new(EdgeStore::open(&dir.join("vectors"))?),
-            (VectorLocation::Qdrant { url, collection }, VectorBackend::Qdrant(config)) => {
-                let config = QdrantConfig { url: url.clone(), ..config.clone() };
-                Arc::new(QdrantStore::open(&config, collection, manifest.model.dimension)?)
-            }
-            (VectorLocation::Qdrant { url, .. }, VectorBackend::Embedded) => {
-                return Err(InternalError::Index(format!(
-                    "the index in {} keeps its vectors on the Qdrant server at {url}: pass --qdrant-url (or ASKMARK_QDRANT_URL)",
-                    dir.display()
-                )));
-            }
-        };
+        let vectors = self.backend.open(dir, &manifest.vectors, manifest.model.dimension)?;
         Ok(Generation {
             dir: dir.to_path_buf(),
             lexical: LexicalIndex::open(&dir.join("lexical"))?,
@@ -305,12 +251,11 @@ impl IndexDir {
     }
 }
 
-/// The collection of one corpus and model: `<alias>-<16 hex digits>`.
-fn collection_name(alias: &str, corpus: &Corpus, model: &ModelInfo) -> String {
+/// 16 hex digits naming one corpus and model (a server collection is `<alias>-<key>`).
+fn content_key(corpus: &Corpus, model: &ModelInfo) -> String {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(format!("{}\n{}\n{}\n{}", corpus.hash(), model.id, model.dimension, model.onnx_sha256));
-    let hex: String = digest.iter().take(8).map(|byte| format!("{byte:02x}")).collect();
-    format!("{alias}-{hex}")
+    digest.iter().take(8).map(|byte| format!("{byte:02x}")).collect()
 }
 
 fn read_manifest(dir: &Path) -> Result<Manifest, InternalError> {

@@ -14,7 +14,7 @@ use tantivy::{doc, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocumen
 
 use crate::corpus::Question;
 use crate::error::InternalError;
-use crate::vectors::SearchFilter;
+use crate::filter::SearchFilter;
 
 const ANALYZER: &str = "askmark_en";
 

@@ -10,6 +10,7 @@ pub mod embed;
 pub mod engine;
 pub mod error;
 pub mod eval;
+pub mod filter;
 pub mod index;
 pub mod judge;
 pub mod lexical;

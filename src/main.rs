@@ -19,7 +19,8 @@ use askmark::index::IndexDir;
 use askmark::pool::Gate;
 use askmark::review::{final_score, Band, Coverage, ScoreModel, Target};
 use askmark::search::{Mode, Neighbours, SearchRequest, NEIGHBOUR_FLOOR};
-use askmark::vectors::{SearchFilter, VectorBackend};
+use askmark::filter::SearchFilter;
+use askmark::vectors::VectorBackend;
 
 /// Search, related follow-ups and answer review for Python interview questions.
 #[derive(Parser)]

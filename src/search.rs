@@ -13,7 +13,8 @@ use crate::error::{Error, InternalError, UserError};
 use crate::index::{Generation, QuestionEmbeddings};
 use crate::lexical::Snippet;
 use crate::pool::Priority;
-use crate::vectors::{SearchFilter, VectorHit, VectorName};
+use crate::filter::SearchFilter;
+use crate::vectors::{VectorHit, VectorName};
 
 pub const MAX_QUERY_CHARS: usize = 500;
 pub const MAX_LIMIT: usize = 50;

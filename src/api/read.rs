@@ -12,7 +12,7 @@ use super::{on_blocking_pool, ApiError, ApiPath, ApiQuery, AppState, ErrorCode};
 use crate::corpus::{Difficulty, Question, Source};
 use crate::error::UserError;
 use crate::search::{Mode, RelatedHit, SearchRequest, SearchResults};
-use crate::vectors::SearchFilter;
+use crate::filter::SearchFilter;
 
 #[derive(Serialize, ToSchema)]
 pub(super) struct Health {

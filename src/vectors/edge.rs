@@ -9,8 +9,9 @@ use qdrant_edge::{
     ScoringQuery, UpdateOperation, VectorInternal, Vectors, WithPayloadInterface, WithVector,
 };
 
-use super::{point_id, SearchFilter, VectorHit, VectorName, VectorPoint, VectorStore};
+use super::{point_id, VectorHit, VectorName, VectorPoint, VectorStore};
 use crate::error::InternalError;
+use crate::filter::SearchFilter;
 
 pub struct EdgeStore {
     /// Dropped by hand: qdrant-edge flushes on drop and panics when its folder is gone, which

@@ -8,10 +8,14 @@ mod server;
 pub use edge::EdgeStore;
 pub use server::{QdrantConfig, QdrantStore};
 
-use serde::Serialize;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
 
 use crate::corpus::Difficulty;
 use crate::error::InternalError;
+use crate::filter::SearchFilter;
 
 /// Where index generations keep their vectors.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -42,6 +46,78 @@ impl VectorBackend {
             None => VectorBackend::Embedded,
         }
     }
+
+    /// Whether vectors at `location` belong to this backend (else the index is rebuilt).
+    pub fn serves(&self, location: &VectorLocation) -> bool {
+        match (self, location) {
+            (VectorBackend::Embedded, VectorLocation::Embedded) => true,
+            (VectorBackend::Qdrant(config), VectorLocation::Qdrant { url, collection }) => {
+                url == &config.url && collection.starts_with(&format!("{}-", config.alias))
+            }
+            _ => false,
+        }
+    }
+
+    /// Stores the points of a generation being built in `dir`: in `dir/vectors`, or on the
+    /// server in the collection `<alias>-<key>` (`key` names the content, so replicas building
+    /// the same corpus share it), which the alias then moves to. Returns where they went.
+    pub fn create(&self, dir: &Path, key: &str, dimension: usize, points: &[VectorPoint]) -> Result<VectorLocation, InternalError> {
+        match self {
+            VectorBackend::Embedded => {
+                let store = EdgeStore::create(&dir.join(EMBEDDED_FOLDER), dimension)?;
+                store.upsert(points)?;
+                store.flush()?;
+                Ok(VectorLocation::Embedded)
+            }
+            VectorBackend::Qdrant(config) => {
+                let collection = format!("{}-{key}", config.alias);
+                let store = QdrantStore::create(config, &collection, dimension)?;
+                store.upsert(points)?;
+                store.publish_as(&config.alias)?;
+                Ok(VectorLocation::Qdrant { url: config.url.clone(), collection })
+            }
+        }
+    }
+
+    /// Opens the vectors of the generation in `dir`, stored at `location`.
+    pub fn open(&self, dir: &Path, location: &VectorLocation, dimension: usize) -> Result<Arc<dyn VectorStore>, InternalError> {
+        match (location, self) {
+            (VectorLocation::Embedded, _) => Ok(Arc::new(EdgeStore::open(&dir.join(EMBEDDED_FOLDER))?)),
+            (VectorLocation::Qdrant { url, collection }, VectorBackend::Qdrant(config)) => {
+                let config = QdrantConfig { url: url.clone(), ..config.clone() };
+                Ok(Arc::new(QdrantStore::open(&config, collection, dimension)?))
+            }
+            (VectorLocation::Qdrant { url, .. }, VectorBackend::Embedded) => Err(InternalError::Index(format!(
+                "the index in {} keeps its vectors on the Qdrant server at {url}: pass --qdrant-url (or ASKMARK_QDRANT_URL)",
+                dir.display()
+            ))),
+        }
+    }
+
+    /// Frees what a removed generation stored outside its folder, unless a kept generation
+    /// shares it (an embedded store goes with the folder).
+    pub fn retire(&self, location: &VectorLocation, in_use: &[VectorLocation]) {
+        if let (VectorBackend::Qdrant(config), VectorLocation::Qdrant { collection, .. }) = (self, location) {
+            if !in_use.contains(location) {
+                if let Err(error) = QdrantStore::delete_collection(config, collection) {
+                    tracing::warn!(%error, %collection, "could not delete an unused Qdrant collection");
+                }
+            }
+        }
+    }
+}
+
+/// The folder of a generation that holds its embedded store.
+const EMBEDDED_FOLDER: &str = "vectors";
+
+/// Where a generation's vectors are.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "backend", rename_all = "snake_case")]
+pub enum VectorLocation {
+    /// `vectors/` inside the generation folder.
+    #[default]
+    Embedded,
+    Qdrant { url: String, collection: String },
 }
 
 /// The two named vectors of every point.
@@ -74,40 +150,6 @@ pub struct VectorPoint {
     pub payload: PointPayload,
     pub question: Vec<f32>,
     pub answer: Vec<f32>,
-}
-
-/// Restricts a search; an empty filter matches everything. Every given tag must be present.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SearchFilter {
-    pub topic: Option<String>,
-    pub difficulty: Option<Difficulty>,
-    pub tags: Vec<String>,
-}
-
-impl SearchFilter {
-    pub fn is_empty(&self) -> bool {
-        self.topic.is_none() && self.difficulty.is_none() && self.tags.is_empty()
-    }
-
-    /// The (payload field, keyword) pairs a point must all match.
-    pub fn conditions(&self) -> Vec<(&'static str, &str)> {
-        let mut must = Vec::new();
-        if let Some(topic) = &self.topic {
-            must.push(("topic", topic.as_str()));
-        }
-        if let Some(difficulty) = self.difficulty {
-            must.push(("difficulty", difficulty.as_str()));
-        }
-        must.extend(self.tags.iter().map(|tag| ("tags", tag.as_str())));
-        must
-    }
-
-    /// The filter in Qdrant's JSON filter language (the embedded store's input).
-    pub fn to_qdrant_json(&self) -> serde_json::Value {
-        let must: Vec<serde_json::Value> =
-            self.conditions().into_iter().map(|(key, value)| serde_json::json!({"key": key, "match": {"value": value}})).collect();
-        serde_json::json!({ "must": must })
-    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

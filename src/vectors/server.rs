@@ -19,8 +19,9 @@ use qdrant_client::qdrant::{
 };
 use qdrant_client::{Payload, Qdrant, QdrantError};
 
-use super::{point_id, SearchFilter, VectorHit, VectorName, VectorPoint, VectorStore};
+use super::{point_id, VectorHit, VectorName, VectorPoint, VectorStore};
 use crate::error::InternalError;
+use crate::filter::SearchFilter;
 
 /// Where the server is and how to reach it.
 #[derive(Clone, PartialEq, Eq)]

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use askmark::api::{ErrorCode, ServerConfig};
 use askmark::error::InternalError;
-use askmark::vectors::{SearchFilter, VectorHit, VectorName, VectorPoint, VectorStore};
+use askmark::filter::SearchFilter;
+use askmark::vectors::{VectorHit, VectorName, VectorPoint, VectorStore};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;

@@ -2,7 +2,7 @@ use askmark::corpus::Difficulty;
 use askmark::embed::cosine;
 use askmark::error::{Error, UserError};
 use askmark::search::{MatchedBy, Mode, RelatedReason, SearchRequest};
-use askmark::vectors::SearchFilter;
+use askmark::filter::SearchFilter;
 
 use crate::common::ENGINE;
 

@@ -5,9 +5,10 @@
 
 use askmark::corpus::Corpus;
 use askmark::error::InternalError;
-use askmark::index::{IndexDir, VectorLocation};
+use askmark::filter::SearchFilter;
+use askmark::index::IndexDir;
 use askmark::engine::Engine;
-use askmark::vectors::{QdrantConfig, QdrantStore, SearchFilter, VectorBackend, VectorName, VectorStore};
+use askmark::vectors::{QdrantConfig, QdrantStore, VectorBackend, VectorLocation, VectorName, VectorStore};
 
 use crate::common::{self, fixture_corpus, EMBEDDER, MODELS};
 
