@@ -142,7 +142,8 @@ async function openQuestion(id) {
     $("q-keypoints").replaceChildren(...question.key_points.map((point) => element("li", {}, point)));
     $("related").replaceChildren(...related.results.map((hit) =>
       element("li", {}, element("a", { href: `#/q/${encodeURIComponent(hit.id)}` }, hit.question),
-        " ", element("span", { class: "badge" }, hit.reason === "follow_up" ? "follow-up" : "similar"))));
+        " ", element("span", { class: "badge" }, hit.reason === "follow_up" ? "follow-up" : "similar"),
+        element("span", { class: "why" }, hit.why))));
     $("answer").value = "";
     $("review").hidden = true;
     renderAttempts(id);

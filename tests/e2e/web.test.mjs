@@ -48,6 +48,8 @@ test("search as you type, open with the keyboard, follow a related question", as
   assert.ok(await page.locator("#q-keypoints li").count() >= 3);
   await page.screenshot({ path: `${SHOTS}question.png`, fullPage: true });
 
+  const reasons = await page.locator("#related .why").allTextContents();
+  assert.ok(reasons.length > 0 && reasons.every((why) => why.trim().length > 0), "every related question says why");
   const related = page.locator("#related a").first();
   const relatedTitle = await related.textContent();
   await related.click();
