@@ -22,7 +22,9 @@ use crate::index::{Generation, IndexDir, Manifest, QuestionEmbeddings};
 use crate::judge::{OnnxJudge, PairJudge};
 use crate::pool::Gate;
 use crate::review::{Review, Reviewer, ScoreModel, Target};
-use crate::search::{FusionParams, Neighbours, QueryCache, RankingSignals, RelatedHit, SearchRequest, SearchResults, Searcher};
+use crate::search::{
+    FusionParams, Neighbours, QueryCache, RankingSignals, RelatedHit, RelevanceFloor, SearchRequest, SearchResults, Searcher,
+};
 
 /// The models the engine runs: the sentence embedder and the pair judge.
 #[derive(Clone)]
@@ -326,6 +328,7 @@ impl Engine {
             embedder: self.embedder(),
             query_cache: &self.shared.query_cache,
             fusion: self.shared.fusion,
+            relevance_floor: RelevanceFloor::default(),
         }
     }
 }

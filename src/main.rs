@@ -18,7 +18,7 @@ use askmark::eval::{external as external_eval, related as related_eval, review a
 use askmark::index::IndexDir;
 use askmark::pool::Gate;
 use askmark::review::{final_score, Band, Coverage, ScoreModel, Target};
-use askmark::search::{Mode, Neighbours, SearchRequest, NEIGHBOUR_FLOOR};
+use askmark::search::{Mode, Neighbours, RelevanceFloor, SearchRequest, NEIGHBOUR_FLOOR};
 use askmark::filter::SearchFilter;
 use askmark::vectors::VectorBackend;
 
@@ -355,10 +355,14 @@ fn print_search_eval(engine: &Engine, queries: Vec<search_eval::EvalQuery>, tune
     let count = queries.len();
     let signals = search_eval::collect_signals(engine, queries)?;
     let all: Vec<&search_eval::QuerySignals> = signals.iter().collect();
-    let mut kinds: Vec<&str> = signals.iter().map(|s| s.query.kind.as_str()).collect();
+    let mut kinds: Vec<&str> = signals.iter().filter(|s| !s.query.relevant.is_empty()).map(|s| s.query.kind.as_str()).collect();
     kinds.sort_unstable();
     kinds.dedup();
-    println!("search evaluation: {count} queries, {} questions, fusion {:?}\n", engine.snapshot().corpus().questions().len(), engine.fusion());
+    println!(
+        "search evaluation: {count} queries, {} questions, fusion {:?}; ranking metrics over the answerable queries\n",
+        engine.snapshot().corpus().questions().len(),
+        engine.fusion()
+    );
     println!("| slice | mode | hit@1 | hit@3 | MRR@10 | nDCG@10 |");
     println!("|---|---|---|---|---|---|");
     for kind in std::iter::once(None).chain(kinds.into_iter().map(Some)) {
@@ -367,6 +371,22 @@ fn print_search_eval(engine: &Engine, queries: Vec<search_eval::EvalQuery>, tune
             println!(
                 "| {} | {} | {:.3} | {:.3} | {:.3} | {:.3} |",
                 kind.unwrap_or("all"), mode.as_str(), m.hit_at_1, m.hit_at_3, m.mrr_at_10, m.ndcg_at_10
+            );
+        }
+    }
+    let nothing = signals.iter().filter(|s| s.query.relevant.is_empty()).count();
+    println!("\nnothing matches: {nothing} queries match nothing in the corpus, {} are answerable (hybrid)\n", count - nothing);
+    println!("| floor: any | floor: without a lexical match | precision of \"no match\" | recall | answerable queries emptied |");
+    println!("|---|---|---|---|---|");
+    let default_floor = RelevanceFloor::default();
+    for any in [0.15, 0.2, 0.25, 0.3] {
+        for without_lexical in [0.3, 0.35, 0.4, 0.45].into_iter().filter(|floor| *floor >= any) {
+            let floor = RelevanceFloor { any, without_lexical };
+            let m = search_eval::no_match(&all, Mode::Hybrid, &engine.fusion(), &floor);
+            let default = if floor == default_floor { " (default)" } else { "" };
+            println!(
+                "| {any:.2}{default} | {without_lexical:.2} | {:.2} | {:.2} | {:.3} |",
+                m.precision, m.recall, m.answerable_emptied
             );
         }
     }

@@ -29,6 +29,28 @@ const SAME_QUESTION_COSINE: f32 = 0.98;
 /// Chosen with `askmark eval related` on eval/related.toml.
 pub const NEIGHBOUR_FLOOR: f32 = 0.55;
 
+/// When a query matches nothing in the corpus, by the best semantic score any question gets
+/// (`semantic_scores`): below `any` whatever the lexical side found, below `without_lexical` when
+/// BM25 found no question either. Chosen with `askmark eval search` on the eval's queries that
+/// match nothing in the corpus against the answerable ones.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct RelevanceFloor {
+    pub any: f32,
+    pub without_lexical: f32,
+}
+
+impl Default for RelevanceFloor {
+    fn default() -> RelevanceFloor {
+        RelevanceFloor { any: RELEVANCE_FLOOR_ANY, without_lexical: RELEVANCE_FLOOR_WITHOUT_LEXICAL }
+    }
+}
+
+const RELEVANCE_FLOOR_ANY: f32 = 0.2;
+const RELEVANCE_FLOOR_WITHOUT_LEXICAL: f32 = 0.35;
+/// What a search that matches nothing says instead of results.
+pub const NO_MATCH_HINT: &str =
+    "Nothing in the corpus matches this query. Try other words, name the Python feature you mean, or browse a topic.";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
@@ -171,6 +193,8 @@ pub struct SearchResults {
     pub mode: Mode,
     pub total: usize,
     pub results: Vec<SearchHit>,
+    /// Set when nothing in the corpus matches the query (then `results` is empty): what to try.
+    pub hint: Option<String>,
     pub took_ms: f64,
 }
 
@@ -218,6 +242,21 @@ impl RankingSignals {
         };
         fuse(lexical, &semantic, &params)
     }
+
+    /// The best semantic score of any question (0 when the semantic side did not run).
+    pub fn best_semantic(&self, answer_weight: f32) -> f32 {
+        semantic_scores(&self.question_hits, &self.answer_hits, answer_weight).first().map_or(0.0, |(_, score)| *score)
+    }
+
+    /// Whether nothing in the corpus matches the query: lexical mode found no question, or the
+    /// closest question is below the floor.
+    pub fn matches_nothing(&self, mode: Mode, params: &FusionParams, floor: &RelevanceFloor) -> bool {
+        if mode == Mode::Lexical {
+            return self.lexical.is_empty();
+        }
+        let best = self.best_semantic(params.answer_weight);
+        best < floor.any || (self.lexical.is_empty() && best < floor.without_lexical)
+    }
 }
 
 /// Query embeddings by query text: people repeat queries (and a page of results is often
@@ -252,6 +291,7 @@ pub struct Searcher<'a> {
     pub embedder: &'a dyn Embedder,
     pub query_cache: &'a QueryCache,
     pub fusion: FusionParams,
+    pub relevance_floor: RelevanceFloor,
 }
 
 impl Searcher<'_> {
@@ -294,7 +334,9 @@ impl Searcher<'_> {
                 return Err(UserError::InvalidFilter(format!("unknown topic {topic:?}")).into());
             }
         }
-        let fused = self.signals(&request.query, &request.filter, request.mode)?.rank(request.mode, &self.fusion);
+        let signals = self.signals(&request.query, &request.filter, request.mode)?;
+        let no_match = signals.matches_nothing(request.mode, &self.fusion, &self.relevance_floor);
+        let fused = if no_match { Vec::new() } else { signals.rank(request.mode, &self.fusion) };
         let total = fused.len();
         let mut results = Vec::new();
         for item in fused.into_iter().skip(request.offset).take(request.limit) {
@@ -321,6 +363,7 @@ impl Searcher<'_> {
             mode: request.mode,
             total,
             results,
+            hint: no_match.then(|| NO_MATCH_HINT.to_string()),
             took_ms: started.elapsed().as_secs_f64() * 1000.0,
         })
     }
@@ -441,6 +484,11 @@ fn why_related(question: &Question, other: &Question, own_content: &[f32], other
 /// cosines to the question and to the answer vector, so a close answer can lift a question but
 /// never pull down a question that matches well on its own.
 pub fn semantic_ranking(question_hits: &[VectorHit], answer_hits: &[VectorHit], answer_weight: f32) -> Vec<String> {
+    semantic_scores(question_hits, answer_hits, answer_weight).into_iter().map(|(id, _)| id).collect()
+}
+
+/// `semantic_ranking` with each question's score.
+fn semantic_scores(question_hits: &[VectorHit], answer_hits: &[VectorHit], answer_weight: f32) -> Vec<(String, f32)> {
     let mut best: HashMap<&str, f32> = question_hits.iter().map(|hit| (hit.question_id.as_str(), hit.score)).collect();
     for hit in answer_hits {
         let question_score = best.get(hit.question_id.as_str()).copied().unwrap_or(0.0);
@@ -450,7 +498,7 @@ pub fn semantic_ranking(question_hits: &[VectorHit], answer_hits: &[VectorHit], 
     }
     let mut ranking: Vec<(&str, f32)> = best.into_iter().collect();
     ranking.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
-    ranking.into_iter().map(|(id, _)| id.to_string()).collect()
+    ranking.into_iter().map(|(id, score)| (id.to_string(), score)).collect()
 }
 
 fn related_hit(question: &Question, reason: RelatedReason, similarity: f32, why: String) -> RelatedHit {

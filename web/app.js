@@ -67,7 +67,7 @@ function renderResults(data) {
   state.active = -1;
   $("status").textContent = data.results.length
     ? `${data.total} matches, showing ${data.results.length} (${data.took_ms.toFixed(0)} ms)`
-    : "No matching questions.";
+    : data.hint || "No matching questions.";
   for (const hit of data.results) {
     const badges = element("div", { class: "badges" },
       element("span", { class: `badge ${hit.matched_by}`, title: `lexical rank ${hit.lexical_rank ?? "-"}, semantic rank ${hit.semantic_rank ?? "-"}` }, MATCHED[hit.matched_by]),

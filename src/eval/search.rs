@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, InternalError};
 use crate::engine::Engine;
-use crate::search::{FusionParams, Mode, RankingSignals};
+use crate::search::{FusionParams, Mode, RankingSignals, RelevanceFloor};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -91,10 +91,11 @@ pub fn ranking(signals: &QuerySignals, mode: Mode, params: &FusionParams) -> Vec
     signals.signals.rank(mode, params).into_iter().map(|fused| fused.id).collect()
 }
 
+/// Ranking metrics over the answerable queries (those with a relevant question) of `kind`.
 pub fn evaluate(signals: &[&QuerySignals], mode: Mode, params: &FusionParams, kind: Option<&str>) -> Metrics {
     let scored: Vec<Metrics> = signals
         .iter()
-        .filter(|s| kind.is_none_or(|k| s.query.kind == k))
+        .filter(|s| !s.query.relevant.is_empty() && kind.is_none_or(|k| s.query.kind == k))
         .map(|s| score_ranking(&ranking(s, mode, params), &s.query.relevant))
         .collect();
     mean(&scored)
@@ -127,4 +128,34 @@ pub fn cross_check(signals: &[QuerySignals]) -> Vec<(FusionParams, Metrics)> {
             Some((params, evaluate(&held_out, Mode::Hybrid, &params, None)))
         })
         .collect()
+}
+
+/// How well a relevance floor tells the queries that match nothing in the corpus (no relevant
+/// question) from the answerable ones.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct NoMatch {
+    /// Of the queries the floor says match nothing, the share that indeed match nothing.
+    pub precision: f64,
+    /// Of the queries that match nothing, the share the floor catches.
+    pub recall: f64,
+    /// Of the answerable queries, the share the floor wrongly empties.
+    pub answerable_emptied: f64,
+}
+
+pub fn no_match(signals: &[&QuerySignals], mode: Mode, params: &FusionParams, floor: &RelevanceFloor) -> NoMatch {
+    let (mut caught, mut flagged, mut nothing, mut emptied, mut answerable) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for s in signals {
+        let flags = s.signals.matches_nothing(mode, params, floor);
+        let matches_nothing = s.query.relevant.is_empty();
+        flagged += f64::from(u8::from(flags));
+        if matches_nothing {
+            nothing += 1.0;
+            caught += f64::from(u8::from(flags));
+        } else {
+            answerable += 1.0;
+            emptied += f64::from(u8::from(flags));
+        }
+    }
+    let share = |part: f64, whole: f64| if whole > 0.0 { part / whole } else { 0.0 };
+    NoMatch { precision: share(caught, flagged), recall: share(caught, nothing), answerable_emptied: share(emptied, answerable) }
 }

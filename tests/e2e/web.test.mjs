@@ -60,6 +60,13 @@ test("search as you type, open with the keyboard, follow a related question", as
   await page.waitForSelector("#question-panel", { state: "hidden" });
 });
 
+test("a query about nothing in the corpus says so instead of listing weak matches", async () => {
+  await page.goto(BASE);
+  await page.fill("#q", "how do I bake sourdough bread");
+  await page.waitForFunction(() => /Nothing in the corpus matches/.test(document.getElementById("status").textContent));
+  assert.equal(await page.locator("#results li").count(), 0);
+});
+
 test("filters restrict the results", async () => {
   await page.goto(BASE);
   await page.waitForSelector("#topic option:nth-child(2)", { state: "attached" });

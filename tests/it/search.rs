@@ -1,7 +1,7 @@
 use askmark::corpus::Difficulty;
 use askmark::embed::cosine;
 use askmark::error::{Error, UserError};
-use askmark::search::{MatchedBy, Mode, RelatedReason, SearchRequest};
+use askmark::search::{MatchedBy, Mode, RelatedReason, SearchRequest, NO_MATCH_HINT};
 use askmark::filter::SearchFilter;
 
 use crate::common::ENGINE;
@@ -93,6 +93,19 @@ fn a_typo_still_finds_the_question_lexically() {
 fn a_paraphrase_without_shared_words_is_found_semantically() {
     let top = ids(&request("run several jobs at once on all CPU cores", Mode::Semantic));
     assert!(top[..5].iter().any(|id| id == "threading-vs-multiprocessing" || id == "concurrent-futures"), "{top:?}");
+}
+
+#[test]
+fn gibberish_and_questions_outside_the_corpus_match_nothing_and_say_so() {
+    for query in ["qwertyuiop asdfgh", "how do I bake sourdough bread", "who won the football world cup"] {
+        for mode in [Mode::Hybrid, Mode::Semantic] {
+            let results = ENGINE.search(&request(query, mode)).unwrap();
+            assert!(results.results.is_empty() && results.total == 0, "{query:?} {mode:?}: {:?}", ids(&request(query, mode)));
+            assert_eq!(results.hint.as_deref(), Some(NO_MATCH_HINT));
+        }
+    }
+    let answerable = ENGINE.search(&request("what does the yield keyword do", Mode::Hybrid)).unwrap();
+    assert!(answerable.hint.is_none() && !answerable.results.is_empty());
 }
 
 #[test]
