@@ -55,6 +55,11 @@ const STATES_MISCONCEPTION: f32 = 0.6;
 /// and closer to them than to any key point: the judge alone takes a correct sentence on the
 /// same subject for the misconception.
 const MISCONCEPTION_CANDIDATE_COSINE: f32 = 0.6;
+/// The judge's entailment counts only for a passage the bi-encoder finds this close to the
+/// point, or in an answer that uses this share of the point's own terms: on a long, correct,
+/// on-topic sentence the judge can report entailment of points the sentence never mentions.
+const JUDGE_SUPPORT_SIMILARITY: f32 = 0.75;
+const JUDGE_SUPPORT_TERMS: f32 = 0.3;
 /// An ad-hoc reference sentence becomes a key point from this many words.
 const MIN_KEY_POINT_WORDS: usize = 3;
 /// Scores of answers flagged as not answering at all stay below this.
@@ -499,7 +504,8 @@ impl Reviewer<'_> {
             // The judge misses some close paraphrases, so a passage the bi-encoder finds very
             // close (with the point's terms) covers the point too; the evidence is the passage
             // that decided.
-            let by_judge = Coverage::of_entailment(entailment);
+            let supported = similarity >= JUDGE_SUPPORT_SIMILARITY || term_coverage >= JUDGE_SUPPORT_TERMS;
+            let by_judge = if supported { Coverage::of_entailment(entailment) } else { Coverage::Missed };
             let by_similarity = Coverage::of_similarity(similarity, term_coverage);
             let covered = by_judge.min(by_similarity);
             let deciding = if by_judge <= by_similarity { best } else { candidates.first() };
