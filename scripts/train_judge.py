@@ -40,6 +40,8 @@ from tokenizers import Tokenizer
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from minilm_torch import MiniLM  # noqa: E402
+
 LABELS = ["entailment", "neutral", "contradiction"]
 LABEL_INDEX = {label: index for index, label in enumerate(LABELS)}
 # SemEval-2013 3-way: "incorrect" merges partially correct, irrelevant and non-domain answers,
@@ -107,59 +109,20 @@ def domain_pairs():
     return train, held_out, files
 
 
-class Judge(torch.nn.Module):
-    """BERT encoder with the safetensors' parameter names, mean pooling and a 3-way head."""
+class Judge(MiniLM):
+    """The MiniLM encoder (scripts/minilm_torch.py), mean pooling and a 3-way head."""
 
     def __init__(self, cfg, weights):
-        super().__init__()
-        self.cfg = cfg
-        hidden, heads = cfg["hidden_size"], cfg["num_attention_heads"]
-        self.heads, self.head_dim = heads, hidden // heads
-        self.params = torch.nn.ParameterDict(
-            {name.replace(".", "__"): torch.nn.Parameter(tensor.float().clone()) for name, tensor in weights.items()}
-        )
-        self.classifier = torch.nn.Linear(hidden, len(LABELS))
+        super().__init__(cfg, weights)
+        self.classifier = torch.nn.Linear(cfg["hidden_size"], len(LABELS))
         torch.nn.init.normal_(self.classifier.weight, std=0.02)
         torch.nn.init.zeros_(self.classifier.bias)
 
-    def p(self, name):
-        return self.params[name.replace(".", "__")]
-
-    def linear(self, x, prefix):
-        return F.linear(x, self.p(f"{prefix}.weight"), self.p(f"{prefix}.bias"))
-
-    def norm(self, x, prefix):
-        return F.layer_norm(x, (x.shape[-1],), self.p(f"{prefix}.weight"), self.p(f"{prefix}.bias"), self.cfg["layer_norm_eps"])
-
     def forward(self, input_ids, attention_mask, token_type_ids):
-        batch, length = input_ids.shape
-        positions = self.p("embeddings.position_embeddings.weight")[:length]
-        x = (
-            F.embedding(input_ids, self.p("embeddings.word_embeddings.weight"))
-            + positions
-            + F.embedding(token_type_ids, self.p("embeddings.token_type_embeddings.weight"))
-        )
-        x = F.dropout(self.norm(x, "embeddings.LayerNorm"), 0.1, self.training)
-        bias = (1.0 - attention_mask[:, None, None, :].float()) * torch.finfo(torch.float32).min
-        for i in range(self.cfg["num_hidden_layers"]):
-            p = f"encoder.layer.{i}"
-
-            def split(name):
-                return self.linear(x, f"{p}.attention.self.{name}").view(batch, length, self.heads, self.head_dim).transpose(1, 2)
-
-            scores = split("query") @ split("key").transpose(-1, -2) / math.sqrt(self.head_dim) + bias
-            probs = F.dropout(scores.softmax(-1), 0.1, self.training)
-            context = (probs @ split("value")).transpose(1, 2).reshape(batch, length, -1)
-            attended = F.dropout(self.linear(context, f"{p}.attention.output.dense"), 0.1, self.training)
-            x = self.norm(attended + x, f"{p}.attention.output.LayerNorm")
-            hidden = F.gelu(self.linear(x, f"{p}.intermediate.dense"))
-            x = self.norm(F.dropout(self.linear(hidden, f"{p}.output.dense"), 0.1, self.training) + x, f"{p}.output.LayerNorm")
-        mask = attention_mask.unsqueeze(-1).float()
-        pooled = (x * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-        return self.classifier(pooled)
+        return self.classifier(self.pooled(input_ids, attention_mask, token_type_ids))
 
     def state_for_export(self):
-        weights = {name.replace("__", "."): tensor.detach().contiguous() for name, tensor in self.params.items()}
+        weights = self.encoder_weights()
         weights["classifier.weight"] = self.classifier.weight.detach().contiguous()
         weights["classifier.bias"] = self.classifier.bias.detach().contiguous()
         return weights
