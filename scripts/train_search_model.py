@@ -417,7 +417,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", default=str(ROOT / "models/.source/all-MiniLM-L6-v2"), help="base checkpoint directory")
     parser.add_argument("--data", default=str(ROOT.parent / "shared/data/nli"), help="directory of stsb_test.jsonl.gz")
-    parser.add_argument("--out", default="/work/search-model")
+    parser.add_argument("--out", default="/tmp/search-model")
     parser.add_argument("--positives", nargs="+", default=["question", "both"], choices=["question", "both", "fused"])
     parser.add_argument("--lr", nargs="+", type=float, default=[3e-5])
     parser.add_argument("--epochs", type=int, default=4, help="epochs per setting; the best by held-out MRR@10 is kept")
