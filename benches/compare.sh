@@ -20,7 +20,8 @@
 # Env:   ASKMARK_BIN (target/release/askmark), ASKMARK_INDEX (index), ASKMARK_OPTS (more askmark
 #        options, e.g. "--model-threads 2"), PEER_VENV (benches/peer/.venv, created and filled from
 #        benches/peer/requirements.txt when missing or stale), PEER_WORKERS, PEER_THREADS,
-#        SEARCH_CONNECTIONS ("1 8 32"), REVIEW_CONNECTIONS ("1 8"), WARMUP (3 s per service and
+#        ENDPOINTS ("search-unique search review"), SEARCH_CONNECTIONS ("1 8 32"),
+#        REVIEW_CONNECTIONS ("1 8"), WARMUP (3 s per service and
 #        endpoint, not counted), STARTUP_TIMEOUT (900 s; askmark builds a missing index first).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -30,6 +31,7 @@ rounds="${ROUNDS:-3}"
 warmup="${WARMUP:-3}"
 search_connections="${SEARCH_CONNECTIONS:-1 8 32}"
 review_connections="${REVIEW_CONNECTIONS:-1 8}"
+endpoints="${ENDPOINTS:-search-unique search review}"
 binary="${ASKMARK_BIN:-target/release/askmark}"
 index="${ASKMARK_INDEX:-index}"
 venv="${PEER_VENV:-benches/peer/.venv}"
@@ -132,19 +134,28 @@ queries = [q["query"] for q in tomllib.load(open("eval/queries.toml", "rb"))["qu
 paths = ["/v1/search?" + urllib.parse.urlencode({"q": q}) for q in queries]
 answers = [a for a in tomllib.load(open("eval/answers.toml", "rb"))["answers"] if a["kind"] == "excellent"]
 bodies = [json.dumps({"question_id": a["question_id"], "answer": a["answer"]}) for a in answers]
-# "search-unique" appends a request counter to the query, so every request misses askmark's
-# query cache and pays for an embedding; "search" repeats the eval queries (a realistic mix).
+# "search-unique" pads the query with spaces, leading ones numbering the wrk run and trailing ones
+# a different number on every request of every wrk thread (the words, and so BM25 and the
+# embedding, stay the same), so every request misses askmark's query cache and pays for an
+# embedding; "search" repeats the eval queries (a realistic mix).
 lua = lambda items, method, unique=False: (
     "local items = {" + ",".join(json.dumps(i) for i in items) + "}\n"
     "local n = 0\n"
     "local sent = 0\n"
+    "local threads = 0\n"
+    "local run = 0\n"
     "init = function(args)\n"
-    "  math.randomseed(os.time() + tonumber(tostring({}):match('0x(%x+)'), 16) % 1000003)\n"
+    "  run = tonumber(args[1]) or 0\n"
+    "end\n"
+    "setup = function(thread)\n"
+    "  thread:set('id', threads)\n"
+    "  threads = threads + 1\n"
     "end\n"
     "request = function()\n"
     "  n = n % #items + 1\n"
     "  sent = sent + 1\n"
-    + ("  return wrk.format('GET', items[n] .. '+' .. sent .. '+' .. math.random(1e9))\n" if unique else
+    + ("  return wrk.format('GET', '/v1/search?q=' .. string.rep('+', run) .. items[n]\n"
+       "    .. string.rep('+', math.floor((sent - 1) / #items) * 4 + id + 1))\n" if unique else
        "  return wrk.format('GET', items[n])\n" if method == "GET" else
        "  return wrk.format('POST', '/v1/review', {['Content-Type'] = 'application/json'}, items[n])\n")
     + "end\n"
@@ -155,16 +166,18 @@ lua = lambda items, method, unique=False: (
     "    e.connect + e.read + e.write + e.timeout))\n"
     "end\n")
 open(f"{work}/search.lua", "w").write(lua(paths, "GET"))
-open(f"{work}/search-unique.lua", "w").write(lua(paths, "GET", unique=True))
+open(f"{work}/search-unique.lua", "w").write(lua([urllib.parse.quote_plus(q) for q in queries], "GET", unique=True))
 open(f"{work}/review.lua", "w").write(lua(bodies, "POST"))
 PY
 
 # One wrk run; appends "endpoint connections service rps p50 p99 requests non2xx socket_errors cores".
+runs=0
 run() {  # service pid port endpoint connections seconds [record]
     local threads=$(($5 < 2 ? 1 : 2)) before after started ended line cores
     before=$(cpu_ticks "$2")
     started=$EPOCHREALTIME
-    line=$(wrk -t "$threads" -c "$5" -d "$6s" --timeout 10s -s "$work/$4.lua" "http://127.0.0.1:$3" | grep '^RESULT') \
+    runs=$((runs + 1))
+    line=$(wrk -t "$threads" -c "$5" -d "$6s" --timeout 10s -s "$work/$4.lua" "http://127.0.0.1:$3" -- "$runs" | grep '^RESULT') \
         || { echo "wrk failed against $1"; exit 1; }
     ended=$EPOCHREALTIME
     after=$(cpu_ticks "$2")
@@ -187,7 +200,7 @@ done
 for round in $(seq "$rounds"); do
     echo "round $round/$rounds" >&2
     if ((round % 2)); then order="askmark peer"; else order="peer askmark"; fi
-    for endpoint in search-unique search review; do
+    for endpoint in $endpoints; do
         if [ "$endpoint" = review ]; then list=$review_connections; else list=$search_connections; fi
         for connections in $list; do
             for service in $order; do

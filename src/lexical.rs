@@ -182,20 +182,27 @@ impl LexicalIndex {
 
     /// The best fragment of `text` for `query`, with the matched words' byte ranges; the whole
     /// start of the text when nothing matches.
-    pub fn snippet(&self, query: &str, text: &str, max_chars: usize) -> Result<Snippet, InternalError> {
+    /// A highlighted snippet of each text for `query`. The snippet generator (query parsing, the
+    /// fuzzy terms' expansion over the dictionary) is built once for the whole page.
+    pub fn snippets(&self, query: &str, texts: &[&str], max_chars: usize) -> Result<Vec<Snippet>, InternalError> {
         let searcher = self.reader.searcher();
         let text_query = self.text_query(query);
         let mut generator = SnippetGenerator::create(&searcher, &*text_query, self.fields.answer)?;
         generator.set_max_num_chars(max_chars);
-        let snippet = generator.snippet(text);
-        if snippet.is_empty() {
-            let end = text.char_indices().nth(max_chars).map_or(text.len(), |(i, _)| i);
-            return Ok(Snippet { text: text[..end].to_string(), highlights: Vec::new() });
-        }
-        Ok(Snippet {
-            text: snippet.fragment().to_string(),
-            highlights: snippet.highlighted().iter().map(|range| [range.start, range.end]).collect(),
-        })
+        Ok(texts
+            .iter()
+            .map(|text| {
+                let snippet = generator.snippet(text);
+                if snippet.is_empty() {
+                    let end = text.char_indices().nth(max_chars).map_or(text.len(), |(i, _)| i);
+                    return Snippet { text: text[..end].to_string(), highlights: Vec::new() };
+                }
+                Snippet {
+                    text: snippet.fragment().to_string(),
+                    highlights: snippet.highlighted().iter().map(|range| [range.start, range.end]).collect(),
+                }
+            })
+            .collect())
     }
 }
 

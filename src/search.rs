@@ -338,15 +338,23 @@ impl Searcher<'_> {
         let no_match = signals.matches_nothing(request.mode, &self.fusion, &self.relevance_floor);
         let fused = if no_match { Vec::new() } else { signals.rank(request.mode, &self.fusion) };
         let total = fused.len();
-        let mut results = Vec::new();
-        for item in fused.into_iter().skip(request.offset).take(request.limit) {
-            let Some(question) = self.corpus.get(&item.id) else { continue };
-            let matched_by = match (item.lexical_rank, item.semantic_rank) {
-                (Some(_), Some(_)) => MatchedBy::Both,
-                (Some(_), None) => MatchedBy::Lexical,
-                _ => MatchedBy::Semantic,
-            };
-            results.push(SearchHit {
+        let page: Vec<(Fused, &Question)> = fused
+            .into_iter()
+            .skip(request.offset)
+            .take(request.limit)
+            .filter_map(|item| self.corpus.get(&item.id).map(|question| (item, question)))
+            .collect();
+        let answers: Vec<&str> = page.iter().map(|(_, question)| question.entry.answer.as_str()).collect();
+        let snippets = self.generation.lexical.snippets(&request.query, &answers, SNIPPET_CHARS)?;
+        let results = page
+            .into_iter()
+            .zip(snippets)
+            .map(|((item, question), snippet)| SearchHit {
+                matched_by: match (item.lexical_rank, item.semantic_rank) {
+                    (Some(_), Some(_)) => MatchedBy::Both,
+                    (Some(_), None) => MatchedBy::Lexical,
+                    _ => MatchedBy::Semantic,
+                },
                 id: item.id,
                 question: question.entry.question.clone(),
                 topic: question.topic.clone(),
@@ -354,10 +362,9 @@ impl Searcher<'_> {
                 score: item.score,
                 lexical_rank: item.lexical_rank,
                 semantic_rank: item.semantic_rank,
-                matched_by,
-                snippet: self.generation.lexical.snippet(&request.query, &question.entry.answer, SNIPPET_CHARS)?,
-            });
-        }
+                snippet,
+            })
+            .collect();
         Ok(SearchResults {
             query: request.query.clone(),
             mode: request.mode,
