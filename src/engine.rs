@@ -23,7 +23,7 @@ use crate::judge::{OnnxJudge, PairJudge};
 use crate::pool::Gate;
 use crate::review::{Review, Reviewer, ScoreModel, Target};
 use crate::search::{
-    FusionParams, Neighbours, QueryCache, RankingSignals, RelatedHit, RelevanceFloor, SearchRequest, SearchResults, Searcher,
+    FusionParams, Neighbours, QueryCache, RankingSignals, RelatedHit, SearchRequest, SearchResults, Searcher,
 };
 
 /// The models the engine runs: the sentence embedder and the pair judge.
@@ -328,7 +328,6 @@ impl Engine {
             embedder: self.embedder(),
             query_cache: &self.shared.query_cache,
             fusion: self.shared.fusion,
-            relevance_floor: RelevanceFloor::default(),
         }
     }
 }

@@ -180,10 +180,9 @@ impl LexicalIndex {
             .collect()
     }
 
-    /// The best fragment of `text` for `query`, with the matched words' byte ranges; the whole
-    /// start of the text when nothing matches.
-    /// A highlighted snippet of each text for `query`. The snippet generator (query parsing, the
-    /// fuzzy terms' expansion over the dictionary) is built once for the whole page.
+    /// For each text, its best fragment for `query` with the matched words' byte ranges (the
+    /// start of the text when nothing matches). The snippet generator (query parsing, the fuzzy
+    /// terms' expansion over the dictionary) is built once for all of them.
     pub fn snippets(&self, query: &str, texts: &[&str], max_chars: usize) -> Result<Vec<Snippet>, InternalError> {
         let searcher = self.reader.searcher();
         let text_query = self.text_query(query);

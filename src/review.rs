@@ -501,11 +501,11 @@ impl Reviewer<'_> {
             let best = candidates.iter().max_by(|a, b| judged[a.0].entailment.total_cmp(&judged[b.0].entailment));
             let entailment = best.map_or(0.0, |c| judged[c.0].entailment);
             let similarity = closest.max(0.0);
+            let supported = similarity >= JUDGE_SUPPORT_SIMILARITY || term_coverage >= JUDGE_SUPPORT_TERMS;
+            let by_judge = if supported { Coverage::of_entailment(entailment) } else { Coverage::Missed };
             // The judge misses some close paraphrases, so a passage the bi-encoder finds very
             // close (with the point's terms) covers the point too; the evidence is the passage
             // that decided.
-            let supported = similarity >= JUDGE_SUPPORT_SIMILARITY || term_coverage >= JUDGE_SUPPORT_TERMS;
-            let by_judge = if supported { Coverage::of_entailment(entailment) } else { Coverage::Missed };
             let by_similarity = Coverage::of_similarity(similarity, term_coverage);
             let covered = by_judge.min(by_similarity);
             let deciding = if by_judge <= by_similarity { best } else { candidates.first() };

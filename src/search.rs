@@ -245,7 +245,7 @@ impl RankingSignals {
 
     /// The best semantic score of any question (0 when the semantic side did not run).
     pub fn best_semantic(&self, answer_weight: f32) -> f32 {
-        semantic_scores(&self.question_hits, &self.answer_hits, answer_weight).first().map_or(0.0, |(_, score)| *score)
+        semantic_scores(&self.question_hits, &self.answer_hits, answer_weight).into_values().fold(0.0, f32::max)
     }
 
     /// Whether nothing in the corpus matches the query: lexical mode found no question, or the
@@ -291,7 +291,6 @@ pub struct Searcher<'a> {
     pub embedder: &'a dyn Embedder,
     pub query_cache: &'a QueryCache,
     pub fusion: FusionParams,
-    pub relevance_floor: RelevanceFloor,
 }
 
 impl Searcher<'_> {
@@ -335,7 +334,7 @@ impl Searcher<'_> {
             }
         }
         let signals = self.signals(&request.query, &request.filter, request.mode)?;
-        let no_match = signals.matches_nothing(request.mode, &self.fusion, &self.relevance_floor);
+        let no_match = signals.matches_nothing(request.mode, &self.fusion, &RelevanceFloor::default());
         let fused = if no_match { Vec::new() } else { signals.rank(request.mode, &self.fusion) };
         let total = fused.len();
         let page: Vec<(Fused, &Question)> = fused
@@ -491,11 +490,13 @@ fn why_related(question: &Question, other: &Question, own_content: &[f32], other
 /// cosines to the question and to the answer vector, so a close answer can lift a question but
 /// never pull down a question that matches well on its own.
 pub fn semantic_ranking(question_hits: &[VectorHit], answer_hits: &[VectorHit], answer_weight: f32) -> Vec<String> {
-    semantic_scores(question_hits, answer_hits, answer_weight).into_iter().map(|(id, _)| id).collect()
+    let mut ranking: Vec<(&str, f32)> = semantic_scores(question_hits, answer_hits, answer_weight).into_iter().collect();
+    ranking.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    ranking.into_iter().map(|(id, _)| id.to_string()).collect()
 }
 
-/// `semantic_ranking` with each question's score.
-fn semantic_scores(question_hits: &[VectorHit], answer_hits: &[VectorHit], answer_weight: f32) -> Vec<(String, f32)> {
+/// Each question's semantic score (see `semantic_ranking`), by question id.
+fn semantic_scores<'a>(question_hits: &'a [VectorHit], answer_hits: &'a [VectorHit], answer_weight: f32) -> HashMap<&'a str, f32> {
     let mut best: HashMap<&str, f32> = question_hits.iter().map(|hit| (hit.question_id.as_str(), hit.score)).collect();
     for hit in answer_hits {
         let question_score = best.get(hit.question_id.as_str()).copied().unwrap_or(0.0);
@@ -503,9 +504,7 @@ fn semantic_scores(question_hits: &[VectorHit], answer_hits: &[VectorHit], answe
         let entry = best.entry(hit.question_id.as_str()).or_insert(f32::MIN);
         *entry = entry.max(blended);
     }
-    let mut ranking: Vec<(&str, f32)> = best.into_iter().collect();
-    ranking.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
-    ranking.into_iter().map(|(id, score)| (id.to_string(), score)).collect()
+    best
 }
 
 fn related_hit(question: &Question, reason: RelatedReason, similarity: f32, why: String) -> RelatedHit {
