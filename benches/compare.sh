@@ -125,50 +125,8 @@ echo "starting askmark (:$askmark_port) and the peer (:$peer_port)" >&2
 wait_ready askmark "$askmark" "$askmark_port" "$work/askmark.log" 0
 wait_ready peer "$peer" "$peer_port" "$work/peer.log" "$PEER_WORKERS"
 
-# wrk scripts, as in benches/load.sh: rotate over the eval queries (search) and the excellent
-# answers (review); done() prints one RESULT line with socket errors and timeouts added.
-python3 - "$work" <<'PY'
-import json, sys, tomllib, urllib.parse
-work = sys.argv[1]
-queries = [q["query"] for q in tomllib.load(open("eval/queries.toml", "rb"))["queries"]]
-paths = ["/v1/search?" + urllib.parse.urlencode({"q": q}) for q in queries]
-answers = [a for a in tomllib.load(open("eval/answers.toml", "rb"))["answers"] if a["kind"] == "excellent"]
-bodies = [json.dumps({"question_id": a["question_id"], "answer": a["answer"]}) for a in answers]
-# "search-unique" pads the query with spaces, leading ones numbering the wrk run and trailing ones
-# a different number on every request of every wrk thread (the words, and so BM25 and the
-# embedding, stay the same), so every request misses askmark's query cache and pays for an
-# embedding; "search" repeats the eval queries (a realistic mix).
-lua = lambda items, method, unique=False: (
-    "local items = {" + ",".join(json.dumps(i) for i in items) + "}\n"
-    "local n = 0\n"
-    "local sent = 0\n"
-    "local threads = 0\n"
-    "local run = 0\n"
-    "init = function(args)\n"
-    "  run = tonumber(args[1]) or 0\n"
-    "end\n"
-    "setup = function(thread)\n"
-    "  thread:set('id', threads)\n"
-    "  threads = threads + 1\n"
-    "end\n"
-    "request = function()\n"
-    "  n = n % #items + 1\n"
-    "  sent = sent + 1\n"
-    + ("  return wrk.format('GET', '/v1/search?q=' .. string.rep('+', run) .. items[n]\n"
-       "    .. string.rep('+', math.floor((sent - 1) / #items) * 4 + id + 1))\n" if unique else
-       "  return wrk.format('GET', items[n])\n" if method == "GET" else
-       "  return wrk.format('POST', '/v1/review', {['Content-Type'] = 'application/json'}, items[n])\n")
-    + "end\n"
-    "done = function(summary, latency, requests)\n"
-    "  local e = summary.errors\n"
-    "  io.write(string.format('RESULT %.1f %.2f %.2f %d %d %d\\n', summary.requests / (summary.duration / 1e6),\n"
-    "    latency:percentile(50) / 1000, latency:percentile(99) / 1000, summary.requests, e.status,\n"
-    "    e.connect + e.read + e.write + e.timeout))\n"
-    "end\n")
-open(f"{work}/search.lua", "w").write(lua(paths, "GET"))
-open(f"{work}/search-unique.lua", "w").write(lua([urllib.parse.quote_plus(q) for q in queries], "GET", unique=True))
-open(f"{work}/review.lua", "w").write(lua(bodies, "POST"))
-PY
+# The wrk scripts: search, search-unique and review (see benches/wrk_scripts.py).
+python3 benches/wrk_scripts.py "$work"
 
 # One wrk run; appends "endpoint connections service rps p50 p99 requests non2xx socket_errors cores".
 runs=0

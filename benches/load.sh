@@ -20,28 +20,7 @@ until curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1; do
 done
 
 # Rotates over the eval queries so the query-embedding path is exercised, not one cached query.
-python3 - "$work" <<'PY'
-import json, sys, tomllib, urllib.parse
-work = sys.argv[1]
-queries = [q["query"] for q in tomllib.load(open("eval/queries.toml", "rb"))["queries"]]
-paths = ["/v1/search?" + urllib.parse.urlencode({"q": q}) for q in queries]
-answers = [a for a in tomllib.load(open("eval/answers.toml", "rb"))["answers"] if a["kind"] == "excellent"]
-bodies = [json.dumps({"question_id": a["question_id"], "answer": a["answer"]}) for a in answers]
-lua = lambda items, method: (
-    "local items = {" + ",".join(json.dumps(i) for i in items) + "}\n"
-    "local n = 0\n"
-    "request = function()\n"
-    "  n = n % #items + 1\n"
-    + ("  return wrk.format('GET', items[n])\n" if method == "GET" else
-       "  return wrk.format('POST', '/v1/review', {['Content-Type'] = 'application/json'}, items[n])\n")
-    + "end\n"
-    "done = function(summary, latency, requests)\n"
-    "  io.write(string.format('RESULT %.1f %.2f %.2f %d %d\\n', summary.requests / (summary.duration / 1e6),\n"
-    "    latency:percentile(50) / 1000, latency:percentile(99) / 1000, summary.requests, summary.errors.status))\n"
-    "end\n")
-open(f"{work}/search.lua", "w").write(lua(paths, "GET"))
-open(f"{work}/review.lua", "w").write(lua(bodies, "POST"))
-PY
+python3 benches/wrk_scripts.py "$work"
 
 echo "| endpoint | connections | requests/s | p50 ms | p99 ms | requests | non-2xx |"
 echo "|---|---|---|---|---|---|---|"
@@ -50,7 +29,7 @@ for endpoint in search review; do
         threads=$(( connections < 2 ? 1 : 2 ))
         line=$(wrk -t "$threads" -c "$connections" -d "${duration}s" --timeout 10s -s "$work/$endpoint.lua" \
             "http://127.0.0.1:$port" | grep '^RESULT')
-        read -r _ rps p50 p99 total non2xx <<<"$line"
+        read -r _ rps p50 p99 total non2xx _ <<<"$line"
         echo "| $endpoint | $connections | $rps | $p50 | $p99 | $total | $non2xx |"
     done
 done
