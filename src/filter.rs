@@ -4,7 +4,7 @@
 use crate::corpus::Difficulty;
 
 /// Restricts a search; an empty filter matches everything. Every given tag must be present.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct SearchFilter {
     pub topic: Option<String>,
     pub difficulty: Option<Difficulty>,

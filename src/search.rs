@@ -51,7 +51,7 @@ const RELEVANCE_FLOOR_WITHOUT_LEXICAL: f32 = 0.35;
 pub const NO_MATCH_HINT: &str =
     "Nothing in the corpus matches this query. Try other words, name the Python feature you mean, or browse a topic.";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Default, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     #[default]
@@ -259,16 +259,56 @@ impl RankingSignals {
     }
 }
 
-/// Query embeddings by query text: people repeat queries (and a page of results is often
-/// followed by the next), and an embedding costs far more than a lookup. Bounded; its size and
-/// hit rate are in `/metrics`.
+/// What queries cost before: people repeat queries (and a page of results is often followed by
+/// the next), and a search costs far more than a lookup. Query embeddings by query text, and
+/// whole result pages by request and corpus (a page is never served for a corpus it was not
+/// computed on). Bounded; sizes and hit rates are in `/metrics`.
 pub struct QueryCache {
     vectors: quick_cache::sync::Cache<String, Arc<Vec<f32>>>,
+    pages: quick_cache::sync::Cache<PageKey, Arc<SearchResults>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct PageKey {
+    corpus_hash: String,
+    query: String,
+    mode: Mode,
+    filter: SearchFilter,
+    limit: usize,
+    offset: usize,
+}
+
+impl PageKey {
+    fn new(generation: &Generation, request: &SearchRequest) -> PageKey {
+        PageKey {
+            corpus_hash: generation.manifest.corpus_hash.clone(),
+            query: request.query.clone(),
+            mode: request.mode,
+            filter: request.filter.clone(),
+            limit: request.limit,
+            offset: request.offset,
+        }
+    }
 }
 
 impl QueryCache {
+    /// Room for `capacity` query embeddings and as many result pages.
     pub fn new(capacity: usize) -> QueryCache {
-        QueryCache { vectors: quick_cache::sync::Cache::new(capacity.max(1)) }
+        QueryCache { vectors: quick_cache::sync::Cache::new(capacity.max(1)), pages: quick_cache::sync::Cache::new(capacity.max(1)) }
+    }
+
+    fn page(&self, key: &PageKey) -> Option<Arc<SearchResults>> {
+        let page = self.pages.get(key);
+        match page {
+            Some(_) => metrics::counter!("askmark_result_cache_hits_total").increment(1),
+            None => metrics::counter!("askmark_result_cache_misses_total").increment(1),
+        }
+        page
+    }
+
+    fn keep_page(&self, key: PageKey, page: Arc<SearchResults>) {
+        self.pages.insert(key, page);
+        metrics::gauge!("askmark_result_cache_entries").set(self.pages.len() as f64);
     }
 
     fn embed(&self, embedder: &dyn Embedder, query: &str) -> Result<Arc<Vec<f32>>, InternalError> {
@@ -325,6 +365,8 @@ impl Searcher<'_> {
         self.signals(query, &SearchFilter::default(), Mode::Hybrid)
     }
 
+    /// A page of results for `request`: from the cache when the same request was answered on
+    /// this corpus before, else searched and kept.
     pub fn search(&self, request: &SearchRequest) -> Result<SearchResults, Error> {
         let started = Instant::now();
         request.validate()?;
@@ -333,6 +375,20 @@ impl Searcher<'_> {
                 return Err(UserError::InvalidFilter(format!("unknown topic {topic:?}")).into());
             }
         }
+        let key = PageKey::new(self.generation, request);
+        let page = match self.query_cache.page(&key) {
+            Some(page) => page,
+            None => {
+                let page = Arc::new(self.search_uncached(request)?);
+                self.query_cache.keep_page(key, page.clone());
+                page
+            }
+        };
+        Ok(SearchResults { took_ms: started.elapsed().as_secs_f64() * 1000.0, ..SearchResults::clone(&page) })
+    }
+
+    fn search_uncached(&self, request: &SearchRequest) -> Result<SearchResults, Error> {
+        let started = Instant::now();
         let signals = self.signals(&request.query, &request.filter, request.mode)?;
         let no_match = signals.matches_nothing(request.mode, &self.fusion, &RelevanceFloor::default());
         let fused = if no_match { Vec::new() } else { signals.rank(request.mode, &self.fusion) };

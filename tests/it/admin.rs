@@ -90,15 +90,23 @@ async fn writes_need_a_configured_key() {
     assert_eq!(send(&with_keys.app, delete).await.0, StatusCode::UNAUTHORIZED);
 }
 
+fn search_quokkaflux() -> Request<Body> {
+    Request::get("/v1/search?q=quokkaflux&mode=lexical").body(Body::empty()).unwrap()
+}
+
+/// The same search before and after each write: a page cached for one corpus is never served
+/// for the next.
 #[tokio::test]
 async fn an_upsert_is_searchable_and_written_back_and_a_delete_removes_it() {
     let fixture = fixture(&["s3cret"]);
+    let (status, before) = send(&fixture.app, search_quokkaflux()).await;
+    assert_eq!((status, before["total"].as_u64()), (StatusCode::OK, Some(0)), "{before}");
+
     let (status, body) = send(&fixture.app, upsert(&new_question(), Some("s3cret"))).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["id"], "event-loop-starvation");
 
-    let search = Request::get("/v1/search?q=quokkaflux&mode=lexical").body(Body::empty()).unwrap();
-    let (status, results) = send(&fixture.app, search).await;
+    let (status, results) = send(&fixture.app, search_quokkaflux()).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(results["results"][0]["id"], "event-loop-starvation", "{results}");
 
@@ -113,6 +121,7 @@ async fn an_upsert_is_searchable_and_written_back_and_a_delete_removes_it() {
     let get = Request::get("/v1/questions/event-loop-starvation").body(Body::empty()).unwrap();
     assert_eq!(send(&fixture.app, get).await.1["code"], "question_not_found");
     assert!(Corpus::load_dir(fixture.corpus_dir.path()).unwrap().get("event-loop-starvation").is_none());
+    assert_eq!(send(&fixture.app, search_quokkaflux()).await.1["total"], 0);
 }
 
 #[tokio::test]
