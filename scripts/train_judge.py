@@ -61,6 +61,10 @@ PUBLIC_TEST = [
 # One question in this many (by the sha256 of its id) is held out of training besides the
 # review eval's held-out questions.
 DOMAIN_HOLD_OUT_MODULUS = 6
+# Composite answers per key point of a question, and the most words one may have (longer ones
+# would be cut at --max-length and lose the statement their label rests on).
+COMPOSITES_PER_POINT = 2
+COMPOSITE_MAX_WORDS = 75
 
 
 def sha256_file(path):
@@ -107,6 +111,44 @@ def domain_pairs():
             pair = (row["text"], row["key_point"], row["label"], question)
             (held_out if question in held_out_review or by_hash else train).append(pair)
     return train, held_out, files
+
+
+def composite_pairs(pairs, rng):
+    """Answers made of two or three statements, each about another key point of one question.
+
+    A statement's own key point is entailed, a key point no statement is about is neutral, and a
+    key point that one statement contradicts is a contradiction. The single-statement pairs never
+    show a long, on-topic answer that leaves a point out; without these the judge learns that
+    length and topic words mean coverage, and a good answer covers every key point of its question.
+    """
+    statements = {}
+    for text, point, label, question in pairs:
+        statements.setdefault(question, {}).setdefault(point, {}).setdefault(label, []).append(text)
+    out = []
+    for question, points in sorted(statements.items()):
+        names = sorted(points)
+        if len(names) < 3:
+            continue
+        for _ in range(COMPOSITES_PER_POINT * len(names)):
+            chosen = rng.sample(names, rng.randint(2, 3))
+            parts = [(point, rng.choice(points[point]["entailment"])) for point in chosen if points[point].get("entailment")]
+            missing = [point for point in names if point not in chosen]
+            wrong = [point for point in missing if points[point].get("contradiction")]
+            if len(parts) < 2:
+                continue
+            entailed, _ = rng.choice(parts)
+            texts = [text for _, text in parts]
+            label_of = {entailed: "entailment", rng.choice(missing): "neutral"}
+            if wrong and rng.random() < 0.5:
+                contradicted = rng.choice(wrong)
+                texts.append(rng.choice(points[contradicted]["contradiction"]))
+                label_of[contradicted] = "contradiction"
+            rng.shuffle(texts)
+            passage = " ".join(texts)
+            if len(passage.split()) > COMPOSITE_MAX_WORDS:
+                continue
+            out += [(passage, point, label, question) for point, label in label_of.items()]
+    return out
 
 
 class Judge(MiniLM):
@@ -206,8 +248,10 @@ def report(name, gold, probs):
 def evaluate(model, tokenizer, data_dir, domain_held_out, max_length):
     results = {}
     if domain_held_out:
-        gold = [label for _, _, label, _ in domain_held_out]
-        results["domain_held_out"] = report("askmark held-out questions", gold, predict(model, tokenizer, domain_held_out, max_length))
+        composites = composite_pairs(domain_held_out, random.Random(0))
+        for name, pairs in [("domain_held_out", domain_held_out), ("domain_held_out_composites", composites)]:
+            gold = [label for _, _, label, _ in pairs]
+            results[name] = report(f"askmark {name.replace('_', ' ')}", gold, predict(model, tokenizer, pairs, max_length))
     for name in PUBLIC_TEST:
         pairs = public_pairs(data_dir, name)
         results[name] = report(name, [label for *_, label in pairs], predict(model, tokenizer, pairs, max_length))
@@ -282,8 +326,9 @@ def main():
         public = public[: args.public_limit]
     domain_train, domain_held_out, domain_files = domain_pairs()
     data_files.update(domain_files)
+    domain_train += composite_pairs(domain_train, rng)
     train = [p[:3] for p in public] + [p[:3] for p in domain_train] * args.domain_repeat
-    print(f"training pairs: {len(public)} public, {len(domain_train)} domain x{args.domain_repeat}; domain held out: {len(domain_held_out)} "
+    print(f"training pairs: {len(public)} public, {len(domain_train)} domain (with composites) x{args.domain_repeat}; domain held out: {len(domain_held_out)} "
           f"pairs of {len({p[3] for p in domain_held_out})} questions")
 
     model = Judge(cfg, load_file(str(base / "model.safetensors")))
