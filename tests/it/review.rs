@@ -2,10 +2,11 @@
 //! these tests (the labelled evaluation set is in eval/answers.toml and is never used by tests).
 
 use askmark::error::{Error, UserError};
+use askmark::judge::PairJudge;
 use askmark::review::{Band, Coverage, Flag, Target};
 use askmark::text::sentences;
 
-use crate::common::ENGINE;
+use crate::common::{ENGINE, MODELS};
 
 const GIL_GOOD: &str = "The GIL is a lock inside CPython that allows only one thread to run Python bytecode at a time \
 in a given interpreter. That is why threads give no speed-up for CPU-bound pure Python loops, but they still help for \
@@ -146,4 +147,15 @@ fn sentences_keep_every_word_of_the_text() {
     let text = "First sentence. Second one?  Third!\nA code line: x = f(1)\n\nLast";
     let split = sentences(text);
     assert_eq!(split, vec!["First sentence.", "Second one?", "Third!", "A code line: x = f(1)", "Last"]);
+}
+
+#[test]
+fn a_judge_verdict_does_not_depend_on_the_pairs_judged_with_it() {
+    let judge = &MODELS.judge;
+    let pair = ("The GIL lets only one thread execute Python bytecode at a time.", "Only one thread runs Python bytecode at once.");
+    let alone = judge.judge(&[pair]).expect("judge");
+    let long = "A much longer candidate passage about something else entirely, which a batch would pad the first pair to, \
+        covering list comprehensions, generators, context managers and the details of the import system.";
+    let together = judge.judge(&[(long, "Generators are lazy."), pair]).expect("judge");
+    assert_eq!(alone[0], together[1]);
 }
