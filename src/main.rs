@@ -17,7 +17,7 @@ use askmark::engine::{Change, Engine, Models};
 use askmark::eval::{external as external_eval, related as related_eval, review as review_eval, search as search_eval};
 use askmark::index::IndexDir;
 use askmark::pool::Gate;
-use askmark::review::{final_score, Band, Coverage, ScoreModel, Target};
+use askmark::review::{final_score, Band, Coverage, Flag, ScoreModel, Target};
 use askmark::search::{Mode, Neighbours, RelevanceFloor, SearchRequest, NEIGHBOUR_FLOOR};
 use askmark::filter::SearchFilter;
 use askmark::vectors::VectorBackend;
@@ -43,6 +43,11 @@ struct Paths {
     /// Folder that scripts/setup-model filled with the model and ONNX Runtime.
     #[arg(long, env = "ASKMARK_MODELS", default_value = "models", global = true)]
     models: PathBuf,
+    /// Sentence model: its folder under `--models` ("search", the committed domain-tuned int8
+    /// model, or "all-MiniLM-L6-v2", the base checkpoint setup exports). Index generations
+    /// record the model; changing it rebuilds the index.
+    #[arg(long, env = "ASKMARK_EMBEDDING_MODEL", default_value = askmark::embed::SEARCH_MODEL, global = true)]
+    embedding_model: String,
     /// Threads ONNX Runtime may use for one model run.
     #[arg(long, env = "ASKMARK_MODEL_THREADS", default_value_t = 1, global = true)]
     model_threads: usize,
@@ -215,10 +220,10 @@ fn main() -> anyhow::Result<()> {
     let sessions = paths.model_sessions.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let load_embedder = || -> anyhow::Result<Arc<dyn Embedder>> {
         let gate = Arc::new(Gate::new(sessions));
-        Ok(Arc::new(FastEmbedder::load(&ModelPaths::under(&paths.models), sessions, paths.model_threads, gate)?))
+        Ok(Arc::new(FastEmbedder::load(&ModelPaths::under(&paths.models, &paths.embedding_model), sessions, paths.model_threads, gate)?))
     };
     let open = || -> anyhow::Result<Engine> {
-        let models = Models::load(&paths.models, sessions, paths.model_threads)?;
+        let models = Models::load(&paths.models, &paths.embedding_model, sessions, paths.model_threads)?;
         Ok(Engine::open(&paths.corpus, paths.index_dir(), models)?)
     };
     match cli.command {
@@ -513,15 +518,17 @@ fn print_review_eval(
             println!("| {} | {} |", human.as_str(), row.join(" | "));
         }
     }
-    let mut by_kind: std::collections::BTreeMap<&str, Vec<f32>> = std::collections::BTreeMap::new();
+    let mut by_kind: std::collections::BTreeMap<&str, (Vec<f32>, usize)> = std::collections::BTreeMap::new();
     for o in &observations {
-        by_kind.entry(o.label.kind.as_str()).or_default().push(final_score(model.raw_score(&o.signals), &o.flags).round());
+        let (scores, contradicted) = by_kind.entry(o.label.kind.as_str()).or_default();
+        scores.push(final_score(model.raw_score(&o.signals), &o.flags).round());
+        *contradicted += usize::from(o.flags.contains(&Flag::Contradiction));
     }
-    println!("\n| kind | answers | mean score | min | max |\n|---|---|---|---|---|");
-    for (kind, scores) in by_kind {
+    println!("\n| kind | answers | mean score | min | max | flagged contradiction |\n|---|---|---|---|---|---|");
+    for (kind, (scores, contradicted)) in by_kind {
         let mean = scores.iter().sum::<f32>() / scores.len() as f32;
         let (min, max) = scores.iter().fold((f32::MAX, f32::MIN), |(lo, hi), s| (lo.min(*s), hi.max(*s)));
-        println!("| {kind} | {} | {mean:.1} | {min:.0} | {max:.0} |", scores.len());
+        println!("| {kind} | {} | {mean:.1} | {min:.0} | {max:.0} | {contradicted} |", scores.len());
     }
     if let Some((dir, _, threads)) = &external {
         print_external_eval(engine, &model, dir, &public_train, *threads)?;

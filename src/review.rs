@@ -55,6 +55,9 @@ const STATES_MISCONCEPTION: f32 = 0.6;
 /// and closer to them than to any key point: the judge alone takes a correct sentence on the
 /// same subject for the misconception.
 const MISCONCEPTION_CANDIDATE_COSINE: f32 = 0.6;
+/// A misconception is stated only where the judge's entailment of it exceeds its entailment of
+/// the passage's closest key point by this much.
+const MISCONCEPTION_MARGIN: f32 = 0.0;
 /// The judge's entailment counts only for a passage the bi-encoder finds this close to the
 /// point, or in an answer that uses this share of the point's own terms: on a long, correct,
 /// on-topic sentence the judge can report entailment of points the sentence never mentions.
@@ -469,16 +472,24 @@ impl Reviewer<'_> {
             }
             point_candidates.push((candidates, closest));
         }
-        let closest_point: Vec<f32> =
-            passage_vectors.iter().map(|v| rubric.points.iter().map(|p| cosine(&p.vector, v)).fold(f32::MIN, f32::max)).collect();
-        let mut misconception_pairs: Vec<(usize, usize, usize)> = Vec::new();
+        // Per passage: its closest key point and how close.
+        let closest_point: Vec<Option<(usize, f32)>> = passage_vectors
+            .iter()
+            .map(|v| rubric.points.iter().map(|p| cosine(&p.vector, v)).enumerate().max_by(|a, b| a.1.total_cmp(&b.1)))
+            .collect();
+        // (pair of the misconception, pair of the passage's closest point, passage, misconception)
+        let mut misconception_pairs: Vec<(usize, Option<usize>, usize, usize)> = Vec::new();
         for (index, (statement, vector)) in rubric.misconceptions.iter().enumerate() {
             let closest = passage_vectors.iter().map(|v| cosine(vector, v)).enumerate().max_by(|a, b| a.1.total_cmp(&b.1));
             let candidate = closest.filter(|(passage, similarity)| {
-                *similarity >= MISCONCEPTION_CANDIDATE_COSINE && *similarity > closest_point[*passage]
+                *similarity >= MISCONCEPTION_CANDIDATE_COSINE && closest_point[*passage].is_none_or(|(_, point)| *similarity > point)
             });
             if let Some((passage, _)) = candidate {
-                misconception_pairs.push((pairs.len(), passage, index));
+                let point_pair = closest_point[passage].map(|(point, _)| {
+                    pairs.push((passage, rubric.points[point].text.as_str()));
+                    pairs.len() - 1
+                });
+                misconception_pairs.push((pairs.len(), point_pair, passage, index));
                 pairs.push((passage, statement.as_str()));
             }
         }
@@ -518,8 +529,19 @@ impl Reviewer<'_> {
                 term_coverage,
             });
         }
-        for (pair, passage, index) in &misconception_pairs {
-            if judged[*pair].entailment >= STATES_MISCONCEPTION {
+        for (pair, point_pair, passage, index) in &misconception_pairs {
+            // The judge takes a passage that denies a misconception in the misconception's own
+            // words for one that states it; such a passage entails a key point (its closest, or
+            // any it was judged against) as much.
+            let point_entailment = point_candidates
+                .iter()
+                .flat_map(|(candidates, _)| candidates)
+                .filter(|c| c.1 == *passage)
+                .map(|c| c.0)
+                .chain(*point_pair)
+                .map(|pair| judged[pair].entailment)
+                .fold(0.0, f32::max);
+            if judged[*pair].entailment >= STATES_MISCONCEPTION && judged[*pair].entailment > point_entailment + MISCONCEPTION_MARGIN {
                 contradictions.push(Contradiction {
                     misconception: rubric.misconceptions[*index].0.clone(),
                     evidence: passages[*passage].clone(),
@@ -532,7 +554,7 @@ impl Reviewer<'_> {
             .iter()
             .flat_map(|(candidates, _)| candidates)
             .map(|c| judged[c.0].contradiction)
-            .chain(misconception_pairs.iter().map(|(pair, _, _)| judged[*pair].entailment))
+            .chain(misconception_pairs.iter().map(|(pair, _, _, _)| judged[*pair].entailment))
             .fold(0.0, f32::max);
 
         let (reference, reference_similarity) = rubric
