@@ -23,9 +23,9 @@ RUN apt-get update \
  && useradd --system --uid 10001 --home-dir /app askmark
 WORKDIR /app
 COPY --from=build /askmark /usr/local/bin/askmark
-COPY --from=build /src/models/manifest.json models/manifest.json
 COPY --from=build /src/models/onnxruntime models/onnxruntime
-COPY --from=build /src/models/all-MiniLM-L6-v2 models/all-MiniLM-L6-v2
+COPY --from=build /src/models/search models/search
+COPY --from=build /src/models/judge models/judge
 COPY --from=build --chown=askmark /src/corpus corpus
 COPY --from=build --chown=askmark /src/index index
 USER askmark

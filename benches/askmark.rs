@@ -45,7 +45,7 @@ fn peak_rss_mib() -> f64 {
 fn main() {
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let threads: usize = std::env::var("ASKMARK_MODEL_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(2);
-    let models = Models::load(&repo.join("models"), 1, threads).expect("run scripts/setup-model first");
+    let models = Models::load(&repo.join("models"), askmark::embed::SEARCH_MODEL, 1, threads).expect("run scripts/setup-model first");
     let embedder = models.embedder.clone();
     let corpus = Corpus::load_dir(&repo.join("corpus")).expect("corpus loads");
     let index_dir = tempfile::tempdir().expect("temp dir");

@@ -44,7 +44,7 @@ from tokenizers import Tokenizer
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_LENGTH = 256
-BATCH = 8  # texts per model call, shortest first (src/embed.rs)
+BATCH = 1  # texts per model call (src/embed.rs: one, so that no text moves another's int8 embedding)
 CANDIDATE_DEPTH = 100  # vector hits per search (src/search.rs)
 ANSWER_WEIGHT = 0.75  # FusionParams::default().answer_weight
 COVERAGE_CUTS = (0.58, 0.7)  # bi-encoder partially covered / covered (src/review.rs)

@@ -189,12 +189,18 @@ def fused(q, a):
 # ---------------------------------------------------------------------------------- evaluation
 
 
-def score_matrix(model, tokenizer, corpus, queries, answer_vectors=None):
-    """Fused semantic score [n_queries, n_questions] and the answer vectors used."""
-    question_vectors = embed_texts(model, tokenizer, [q["question"] for q in corpus])
+def torch_embedder(model, tokenizer):
+    """texts -> normalised embeddings [n, hidden] of a torch model."""
+    return lambda texts: embed_texts(model, tokenizer, texts)
+
+
+def score_matrix(embed, corpus, queries, answer_vectors=None):
+    """Fused semantic score [n_queries, n_questions] and the answer vectors used; `embed` maps
+    texts to a tensor of normalised embeddings (the torch model, or an ONNX export)."""
+    question_vectors = embed([q["question"] for q in corpus])
     if answer_vectors is None:
-        answer_vectors = embed_texts(model, tokenizer, [q["answer"] for q in corpus])
-    query_vectors = embed_texts(model, tokenizer, queries)
+        answer_vectors = embed([q["answer"] for q in corpus])
+    query_vectors = embed(queries)
     return fused(query_vectors @ question_vectors.T, query_vectors @ answer_vectors.T), answer_vectors
 
 
@@ -217,15 +223,15 @@ def mean_metrics(rows):
 
 def held_out_metrics(model, tokenizer, corpus, held_out, answer_vectors=None):
     ids = [q["id"] for q in corpus]
-    scores, answer_vectors = score_matrix(model, tokenizer, corpus, [r["query"] for r in held_out], answer_vectors)
+    scores, answer_vectors = score_matrix(torch_embedder(model, tokenizer), corpus, [r["query"] for r in held_out], answer_vectors)
     rows = [ranking_metrics(scores[i], ids, {r["question_id"]}) for i, r in enumerate(held_out)]
     return mean_metrics(rows), answer_vectors
 
 
-def eval_search(model, tokenizer, corpus, eval_queries):
+def eval_search(embed, corpus, eval_queries):
     """Per-kind metrics and per-query best scores on eval/queries.toml."""
     ids = [q["id"] for q in corpus]
-    scores, _ = score_matrix(model, tokenizer, corpus, [q["query"] for q in eval_queries])
+    scores, _ = score_matrix(embed, corpus, [q["query"] for q in eval_queries])
     per_query = []
     for i, q in enumerate(eval_queries):
         best = float(scores[i].max())
@@ -469,8 +475,8 @@ def main():
 
     tuned = MiniLM(cfg, best_weights)
     print("evaluating base and tuned on eval/queries.toml (never trained on) ...", flush=True)
-    base_table, base_queries = eval_search(base_model, tokenizer, corpus, eval_queries)
-    tuned_table, tuned_queries = eval_search(tuned, tokenizer, corpus, eval_queries)
+    base_table, base_queries = eval_search(torch_embedder(base_model, tokenizer), corpus, eval_queries)
+    tuned_table, tuned_queries = eval_search(torch_embedder(tuned, tokenizer), corpus, eval_queries)
     print_table("pure semantic search, eval/queries.toml (kind none excluded)", base_table, tuned_table)
 
     floors, separation = {}, {}

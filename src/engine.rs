@@ -34,11 +34,12 @@ pub struct Models {
 }
 
 impl Models {
-    /// Loads both from the layout `scripts/setup-model` writes under `models_dir`: `sessions`
-    /// sessions of each model, `threads` intra-op threads per session, and one gate that lets
-    /// `sessions` model runs in at a time (one per core by default), searches first.
-    pub fn load(models_dir: &Path, sessions: usize, threads: usize) -> Result<Models, InternalError> {
-        let paths = ModelPaths::under(models_dir);
+    /// Loads both from the layout `scripts/setup-model` checks under `models_dir` (the sentence
+    /// model from its folder `embedding_model`): `sessions` sessions of each model, `threads`
+    /// intra-op threads per session, and one gate that lets `sessions` model runs in at a time
+    /// (one per core by default), searches first.
+    pub fn load(models_dir: &Path, embedding_model: &str, sessions: usize, threads: usize) -> Result<Models, InternalError> {
+        let paths = ModelPaths::under(models_dir, embedding_model);
         let gate = Arc::new(Gate::new(sessions));
         let embedder = Arc::new(FastEmbedder::load(&paths, sessions, threads, gate.clone())?);
         let environment = crate::embed::onnx_runtime(&paths.onnxruntime_library)?;

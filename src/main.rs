@@ -384,8 +384,8 @@ fn print_search_eval(engine: &Engine, queries: Vec<search_eval::EvalQuery>, tune
     println!("| floor: any | floor: without a lexical match | precision of \"no match\" | recall | answerable queries emptied |");
     println!("|---|---|---|---|---|");
     let default_floor = RelevanceFloor::default();
-    for any in [0.15, 0.2, 0.25, 0.3] {
-        for without_lexical in [0.3, 0.35, 0.4, 0.45].into_iter().filter(|floor| *floor >= any) {
+    for any in [0.15, 0.2, 0.21, 0.23, 0.25, 0.3] {
+        for without_lexical in [0.3, 0.35, 0.4].into_iter().filter(|floor| *floor >= any) {
             let floor = RelevanceFloor { any, without_lexical };
             let m = search_eval::no_match(&all, Mode::Hybrid, &engine.fusion(), &floor);
             let default = if floor == default_floor { " (default)" } else { "" };

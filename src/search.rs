@@ -45,7 +45,7 @@ impl Default for RelevanceFloor {
     }
 }
 
-const RELEVANCE_FLOOR_ANY: f32 = 0.2;
+const RELEVANCE_FLOOR_ANY: f32 = 0.23;
 const RELEVANCE_FLOOR_WITHOUT_LEXICAL: f32 = 0.35;
 /// What a search that matches nothing says instead of results.
 pub const NO_MATCH_HINT: &str =

@@ -1,7 +1,7 @@
 """The Python peer of askmark (issue 14): the search service a user would otherwise write in an
 afternoon, kept deliberately plain so that benches/compare.sh can measure askmark against it.
 
-- the same ONNX model askmark serves (models/all-MiniLM-L6-v2: model.onnx + tokenizer.json) run
+- the same ONNX model askmark serves (models/search: model.onnx + tokenizer.json) run
   through the PyPI `onnxruntime` and `tokenizers` packages: inputs input_ids, attention_mask,
   token_type_ids; output last_hidden_state, mean-pooled over the attention mask and
   L2-normalised; truncated at 256 tokens and padded to the longest text of a batch, as askmark
@@ -20,7 +20,7 @@ afternoon, kept deliberately plain so that benches/compare.sh can measure askmar
 Run:   benches/peer/.venv/bin/python benches/peer/app.py [PORT]     (benches/compare.sh does this)
 Env:   PEER_PORT (8090 when no argument), PEER_HOST (127.0.0.1), PEER_WORKERS (uvicorn workers, 2),
        PEER_THREADS (ONNX Runtime intra-op threads per worker, 1), PEER_CORPUS (corpus/),
-       PEER_MODEL (models/all-MiniLM-L6-v2)
+       PEER_MODEL (models/search; models/all-MiniLM-L6-v2 with askmark --embedding-model to match)
 """
 
 import glob
@@ -43,9 +43,9 @@ from tokenizers import Tokenizer
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = Path(os.environ.get("PEER_CORPUS", ROOT / "corpus"))
-MODEL = Path(os.environ.get("PEER_MODEL", ROOT / "models" / "all-MiniLM-L6-v2"))
+MODEL = Path(os.environ.get("PEER_MODEL", ROOT / "models" / "search"))
 THREADS = int(os.environ.get("PEER_THREADS", "1"))
-MAX_TOKENS = 256  # askmark's models/manifest.json max_length
+MAX_TOKENS = 256  # max_length in the model's manifest.json
 RRF_K = 60
 CANDIDATES = 50  # taken from each ranking before fusion
 COLLECTION = "questions"

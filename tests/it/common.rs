@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock};
 
-use askmark::embed::Embedder;
+use askmark::embed::{Embedder, SEARCH_MODEL};
 use askmark::index::IndexDir;
 use askmark::engine::{Engine, Models};
 use askmark::vectors::{QdrantConfig, VectorBackend};
@@ -14,7 +14,7 @@ pub fn repo() -> PathBuf {
 
 /// The real sentence model and the real judge, loaded once.
 pub static MODELS: LazyLock<Models> =
-    LazyLock::new(|| Models::load(&repo().join("models"), 2, 1).expect("the models are set up (run scripts/setup-model)"));
+    LazyLock::new(|| Models::load(&repo().join("models"), SEARCH_MODEL, 2, 1).expect("the models are set up (run scripts/setup-model)"));
 
 pub static EMBEDDER: LazyLock<Arc<dyn Embedder>> = LazyLock::new(|| MODELS.embedder.clone());
 

@@ -1,10 +1,16 @@
-//! The Rust embedder (fastembed over the exported ONNX graph) against an independent numpy
-//! forward pass of the same safetensors weights, computed by scripts/setup-model.
+//! The Rust embedder (fastembed over an ONNX graph) against embeddings computed elsewhere: the
+//! base export against an independent numpy forward pass of the same safetensors weights
+//! (computed by scripts/setup-model), the served search model against ONNX Runtime's Python API
+//! on the same graph (computed by scripts/ship_search_model.py when it was shipped).
+
+use std::path::Path;
+use std::sync::Arc;
 
 use serde::Deserialize;
 
 use crate::common::{repo, EMBEDDER};
-use askmark::embed::cosine;
+use askmark::embed::{cosine, Embedder, FastEmbedder, ModelPaths, BASE_MODEL, SEARCH_MODEL};
+use askmark::pool::Gate;
 
 #[derive(Deserialize)]
 struct Reference {
@@ -18,21 +24,41 @@ struct ReferenceItem {
     embedding: Vec<f32>,
 }
 
-#[test]
-fn embeddings_match_an_independent_implementation_on_varied_sentences() {
-    let path = repo().join("models/reference/embeddings.json");
-    let reference: Reference = serde_json::from_slice(&std::fs::read(&path).expect("reference embeddings from setup"))
+fn reference(path: &Path) -> Reference {
+    let reference: Reference = serde_json::from_slice(&std::fs::read(path).expect("reference embeddings from setup"))
         .expect("reference json");
-    assert_eq!(reference.model, EMBEDDER.model().id);
     assert!(reference.items.len() >= 30, "at least 30 reference sentences, got {}", reference.items.len());
+    reference
+}
+
+fn assert_unit_and_close(text: &str, ours: &[f32], theirs: &[f32], min_cosine: f32) {
+    assert_eq!(ours.len(), 384);
+    let norm: f32 = ours.iter().map(|x| x * x).sum::<f32>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-4, "not unit length ({norm}) for {text:?}");
+    let similarity = cosine(ours, theirs);
+    assert!(similarity >= min_cosine, "cosine {similarity} < {min_cosine} for {text:?}");
+}
+
+#[test]
+fn the_base_export_matches_an_independent_implementation_on_varied_sentences() {
+    let models = repo().join("models");
+    let base = FastEmbedder::load(&ModelPaths::under(&models, BASE_MODEL), 1, 1, Arc::new(Gate::new(1))).expect("base model");
+    let reference = reference(&models.join("reference/embeddings.json"));
+    assert_eq!(reference.model, base.model().id);
     let texts: Vec<&str> = reference.items.iter().map(|item| item.text.as_str()).collect();
-    let ours = EMBEDDER.embed(&texts).expect("embed");
+    let ours = base.embed(&texts).expect("embed");
     for (item, vector) in reference.items.iter().zip(&ours) {
-        assert_eq!(vector.len(), 384);
-        let norm: f32 = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
-        assert!((norm - 1.0).abs() < 1e-4, "not unit length ({norm}) for {:?}", item.text);
-        let similarity = cosine(vector, &item.embedding);
-        assert!(similarity >= 0.999, "cosine {similarity} < 0.999 for {:?}", item.text);
+        assert_unit_and_close(&item.text, vector, &item.embedding, 0.999);
+    }
+}
+
+#[test]
+fn the_served_search_model_matches_onnx_runtime_python_on_the_same_graph() {
+    let reference = reference(&repo().join("models").join(SEARCH_MODEL).join("reference.json"));
+    assert_eq!(reference.model, EMBEDDER.model().id);
+    for item in &reference.items {
+        let ours = EMBEDDER.embed(&[item.text.as_str()]).expect("embed");
+        assert_unit_and_close(&item.text, &ours[0], &item.embedding, 0.999);
     }
 }
 
@@ -47,8 +73,10 @@ fn related_sentences_are_closer_than_unrelated_ones() {
 }
 
 #[test]
-fn batching_does_not_change_an_embedding() {
+fn an_embedding_does_not_depend_on_the_texts_embedded_with_it() {
     let alone = EMBEDDER.embed(&["What is a decorator?"]).expect("embed");
-    let batched = EMBEDDER.embed(&["What is a decorator?", "a much longer sentence that forces padding of the first one in the batch"]).expect("embed");
-    assert!(cosine(&alone[0], &batched[0]) > 0.99999);
+    let together = EMBEDDER
+        .embed(&["a much longer sentence, embedded in the same call, that a batch would pad the first to", "What is a decorator?"])
+        .expect("embed");
+    assert_eq!(alone[0], together[1]);
 }
