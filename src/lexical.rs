@@ -2,14 +2,16 @@
 //! stemming and field boosts (the analyzer lives in `text`, shared with the reviewer).
 //! BM25 finds exact vocabulary; typos get a small fuzzy bonus so they still surface.
 
+use std::cmp::Ordering;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
+use std::sync::Arc;
 
 use tantivy::collector::TopDocs;
 use tantivy::query::{BooleanQuery, BoostQuery, FuzzyTermQuery, Occur, Query, QueryParser, TermQuery};
 use tantivy::schema::{
     Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, STORED, STRING,
 };
-use tantivy::snippet::SnippetGenerator;
 use tantivy::{doc, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
 use crate::corpus::Question;
@@ -59,7 +61,20 @@ pub struct LexicalIndex {
     index: Index,
     reader: IndexReader,
     fields: Fields,
+    /// Answers as the answer field's analyser tokenises them, by answer text: a snippet then
+    /// costs a pass over stored tokens, not stemming the whole answer again.
+    answer_tokens: quick_cache::sync::Cache<String, Arc<Vec<AnswerToken>>>,
 }
+
+/// One token of an answer: its byte range and its analysed (stemmed, lower-cased) text.
+struct AnswerToken {
+    from: usize,
+    to: usize,
+    text: String,
+}
+
+/// Answers whose tokens are kept; more than the corpus holds.
+const ANSWER_TOKEN_ENTRIES: usize = 2048;
 
 /// A scored lexical match with its highlighted snippet.
 #[derive(Debug, Clone, PartialEq)]
@@ -101,7 +116,7 @@ impl LexicalIndex {
 
     fn with_index(index: Index, fields: Fields) -> Result<LexicalIndex, InternalError> {
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
-        Ok(LexicalIndex { index, reader, fields })
+        Ok(LexicalIndex { index, reader, fields, answer_tokens: quick_cache::sync::Cache::new(ANSWER_TOKEN_ENTRIES) })
     }
 
     /// Replaces (or adds) questions and removes the ids in `deleted`, in one commit.
@@ -180,29 +195,92 @@ impl LexicalIndex {
             .collect()
     }
 
-    /// For each text, its best fragment for `query` with the matched words' byte ranges (the
-    /// start of the text when nothing matches). The snippet generator (query parsing, the fuzzy
-    /// terms' expansion over the dictionary) is built once for all of them.
+    /// For each answer text, its best fragment for `query` with the matched words' byte ranges
+    /// (the start of the text when nothing matches): tantivy's `SnippetGenerator` (the query's
+    /// terms in the answer field, each weighted 1 / (1 + document frequency); fragments of at
+    /// most `max_chars` bytes; the highest-scoring, the earliest on a tie) over stored tokens.
     pub fn snippets(&self, query: &str, texts: &[&str], max_chars: usize) -> Result<Vec<Snippet>, InternalError> {
         let searcher = self.reader.searcher();
-        let text_query = self.text_query(query);
-        let mut generator = SnippetGenerator::create(&searcher, &*text_query, self.fields.answer)?;
-        generator.set_max_num_chars(max_chars);
-        Ok(texts
+        let mut terms = BTreeSet::new();
+        self.text_query(query).query_terms(&mut |term, _| {
+            if term.field() == self.fields.answer {
+                terms.insert(term.clone());
+            }
+        });
+        let mut weights: HashMap<String, f32> = HashMap::new();
+        for term in terms {
+            let Some(text) = term.value().as_str().map(str::to_string) else { continue };
+            let doc_freq = searcher.doc_freq(&term)?;
+            if doc_freq > 0 {
+                weights.insert(text, 1.0 / (1.0 + doc_freq as f32));
+            }
+        }
+        texts
             .iter()
             .map(|text| {
-                let snippet = generator.snippet(text);
-                if snippet.is_empty() {
+                let tokens = self.answer_tokens(text)?;
+                Ok(best_fragment(text, &tokens, &weights, max_chars).unwrap_or_else(|| {
                     let end = text.char_indices().nth(max_chars).map_or(text.len(), |(i, _)| i);
-                    return Snippet { text: text[..end].to_string(), highlights: Vec::new() };
-                }
-                Snippet {
-                    text: snippet.fragment().to_string(),
-                    highlights: snippet.highlighted().iter().map(|range| [range.start, range.end]).collect(),
-                }
+                    Snippet { text: text[..end].to_string(), highlights: Vec::new() }
+                }))
             })
-            .collect())
+            .collect()
     }
+
+    fn answer_tokens(&self, text: &str) -> Result<Arc<Vec<AnswerToken>>, InternalError> {
+        if let Some(tokens) = self.answer_tokens.get(text) {
+            return Ok(tokens);
+        }
+        let mut analyzer = self.index.tokenizer_for_field(self.fields.answer)?;
+        let mut stream = analyzer.token_stream(text);
+        let mut tokens = Vec::new();
+        while let Some(token) = stream.next() {
+            tokens.push(AnswerToken { from: token.offset_from, to: token.offset_to, text: token.text.to_lowercase() });
+        }
+        let tokens = Arc::new(tokens);
+        self.answer_tokens.insert(text.to_string(), tokens.clone());
+        Ok(tokens)
+    }
+}
+
+/// A run of tokens that fits in a snippet, scored by the weights of the query terms in it.
+struct Fragment {
+    start: usize,
+    stop: usize,
+    score: f32,
+    highlights: Vec<[usize; 2]>,
+}
+
+/// The best fragment of `text`, cut the way tantivy's snippet generator cuts it; `None` when no
+/// token of the text is a query term.
+fn best_fragment(text: &str, tokens: &[AnswerToken], weights: &HashMap<String, f32>, max_chars: usize) -> Option<Snippet> {
+    let empty = |start| Fragment { start, stop: start, score: 0.0, highlights: Vec::new() };
+    let mut fragments = Vec::new();
+    let mut fragment = empty(0);
+    for token in tokens {
+        if token.to - fragment.start > max_chars {
+            let full = std::mem::replace(&mut fragment, empty(token.from));
+            if full.score > 0.0 {
+                fragments.push(full);
+            }
+        }
+        fragment.stop = token.to;
+        if let Some(weight) = weights.get(&token.text) {
+            fragment.score += weight;
+            fragment.highlights.push([token.from, token.to]);
+        }
+    }
+    if fragment.score > 0.0 {
+        fragments.push(fragment);
+    }
+    let best = fragments.iter().max_by(|left, right| match left.score.partial_cmp(&right.score).unwrap_or(Ordering::Equal) {
+        Ordering::Equal => (right.start, right.stop).cmp(&(left.start, left.stop)),
+        order => order,
+    })?;
+    Some(Snippet {
+        text: text[best.start..best.stop].to_string(),
+        highlights: best.highlights.iter().map(|[from, to]| [from - best.start, to - best.start]).collect(),
+    })
 }
 
 fn document(fields: &Fields, question: &Question) -> TantivyDocument {
