@@ -147,6 +147,7 @@ impl LexicalIndex {
         }
         let (exact, _ignored_syntax_errors) = parser.parse_query_lenient(query);
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Should, exact)];
+        let searcher = self.reader.searcher();
         for term in crate::text::terms(query) {
             let distance = match term.chars().count() {
                 0..=3 => continue,
@@ -154,7 +155,13 @@ impl LexicalIndex {
                 _ => 2,
             };
             for field in [f.question, f.key_points] {
-                let fuzzy = FuzzyTermQuery::new(Term::from_field_text(field, &term), distance, true);
+                // A word the field holds is matched exactly; only the others (typos) are
+                // expanded over the dictionary, which costs more than the rest of the query.
+                let term = Term::from_field_text(field, &term);
+                if searcher.doc_freq(&term).is_ok_and(|count| count > 0) {
+                    continue;
+                }
+                let fuzzy = FuzzyTermQuery::new(term, distance, true);
                 clauses.push((Occur::Should, Box::new(BoostQuery::new(Box::new(fuzzy), FUZZY_BOOST))));
             }
         }
