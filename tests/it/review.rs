@@ -2,7 +2,6 @@
 //! these tests (the labelled evaluation set is in eval/answers.toml and is never used by tests).
 
 use askmark::error::{Error, UserError};
-use askmark::judge::PairJudge;
 use askmark::review::{Band, Coverage, Flag, Target};
 use askmark::text::sentences;
 
