@@ -10,7 +10,7 @@ use fastembed::{InitOptionsUserDefined, Pooling, TextEmbedding, TokenizerFiles, 
 use serde::{Deserialize, Serialize};
 
 use crate::error::InternalError;
-use crate::pool::{Gate, Pool, Priority};
+use crate::pool::{spread, Gate, Pool, Priority};
 
 /// Turns texts into unit-length vectors; cosine similarity is then a dot product.
 pub trait Embedder: Send + Sync {
@@ -157,11 +157,10 @@ impl Embedder for FastEmbedder {
     /// a longer one moved its embedding by up to 0.05 in cosine (tests/data/embedding-sentences.txt,
     /// the search model), while runs of one text each cost no more than batches of eight (review
     /// answers of 180-260 words: 89 vs 99 ms int8, 188 vs 180 ms fp32, 1 thread). A search waits
-    /// at most one text's run for a core.
+    /// at most one text's run for a core. Several texts are spread over the sessions the gate has free.
     fn embed_with(&self, texts: &[&str], priority: Priority) -> Result<Vec<Vec<f32>>, InternalError> {
         let started = std::time::Instant::now();
-        let mut vectors = Vec::with_capacity(texts.len());
-        for text in texts {
+        let vectors = spread(texts, self.gate.free().min(self.models.size()), |text| -> Result<Vec<f32>, InternalError> {
             let _core = self.gate.enter(priority);
             let embedded = self
                 .models
@@ -171,8 +170,8 @@ impl Embedder for FastEmbedder {
             let [vector] = <[Vec<f32>; 1]>::try_from(embedded).map_err(|embedded| {
                 InternalError::Model(format!("the model returned {} embeddings for one text", embedded.len()))
             })?;
-            vectors.push(vector);
-        }
+            Ok(vector)
+        })?;
         metrics::histogram!("askmark_embedding_seconds").record(started.elapsed().as_secs_f64());
         metrics::counter!("askmark_embedded_texts_total").increment(texts.len() as u64);
         debug_assert!(vectors.iter().all(|v| v.len() == self.info.dimension));

@@ -93,6 +93,12 @@ impl Gate {
         Gate { state: Mutex::new(GateState { free: places.max(1), interactive_waiting: 0 }), opened: Condvar::new() }
     }
 
+    /// Places free right now: how many threads one request may usefully spread its runs over
+    /// (none when the machine is busy, so load does not pay for threads it cannot use).
+    pub fn free(&self) -> usize {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).free
+    }
+
     pub fn enter(&self, priority: Priority) -> Pass<'_> {
         let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if priority == Priority::Interactive {
@@ -126,4 +132,35 @@ impl Drop for Pass<'_> {
         // Every waiter re-checks: an interactive one may enter where a batch one may not.
         self.gate.opened.notify_all();
     }
+}
+
+/// `run` on every input, spread over up to `workers` threads (input i on thread i mod workers),
+/// results in input order; the first error is returned. A review's many model runs then use
+/// every core of an idle machine instead of one; each run still passes the gate, so searches
+/// still go first.
+pub fn spread<I: Sync, R: Send, E: Send>(
+    inputs: &[I],
+    workers: usize,
+    run: impl Fn(&I) -> Result<R, E> + Sync,
+) -> Result<Vec<R>, E> {
+    let workers = workers.clamp(1, inputs.len().max(1));
+    if workers == 1 {
+        return inputs.iter().map(&run).collect();
+    }
+    let run = &run;
+    std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..workers)
+            .map(|worker| {
+                scope.spawn(move || {
+                    inputs.iter().enumerate().skip(worker).step_by(workers).map(|(i, input)| run(input).map(|r| (i, r))).collect::<Result<Vec<_>, E>>()
+                })
+            })
+            .collect();
+        let mut indexed = Vec::with_capacity(inputs.len());
+        for thread in threads {
+            indexed.extend(thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))?);
+        }
+        indexed.sort_by_key(|(i, _)| *i);
+        Ok(indexed.into_iter().map(|(_, r)| r).collect())
+    })
 }
