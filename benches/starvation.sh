@@ -24,7 +24,7 @@ until curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1; do
 done
 
 python3 - "$port" "$duration" "$reviewers" <<'PY'
-import http.client, json, statistics, sys, threading, time, tomllib, urllib.parse
+import http.client, itertools, json, statistics, sys, threading, time, tomllib, urllib.parse
 
 port, duration, reviewers = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
 queries = [q["query"] for q in tomllib.load(open("eval/queries.toml", "rb"))["queries"]]
@@ -38,14 +38,18 @@ def percentile(values, fraction):
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
 
+searched = itertools.count()
+
 def search_for(seconds):
-    """Sequential hybrid searches over the eval queries; latencies (ms) of 200s and other statuses."""
+    """Sequential hybrid searches over the eval queries, each made unique with trailing spaces
+    (no search of any run is answered from the caches); latencies (ms) of 200s and other statuses."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-    latencies, others, n = [], {}, 0
+    latencies, others = [], {}
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        path = "/v1/search?" + urllib.parse.urlencode({"q": queries[n % len(queries)]})
-        n += 1
+        n = next(searched)
+        query = queries[n % len(queries)] + " " * (1 + n // len(queries))
+        path = "/v1/search?" + urllib.parse.urlencode({"q": query})
         started = time.monotonic()
         connection.request("GET", path)
         response = connection.getresponse()
