@@ -55,9 +55,6 @@ const STATES_MISCONCEPTION: f32 = 0.6;
 /// and closer to them than to any key point: the judge alone takes a correct sentence on the
 /// same subject for the misconception.
 const MISCONCEPTION_CANDIDATE_COSINE: f32 = 0.6;
-/// A misconception is stated only where the judge's entailment of it exceeds its entailment of
-/// the passage's closest key point by this much.
-const MISCONCEPTION_MARGIN: f32 = 0.0;
 /// The judge's entailment counts only for a passage the bi-encoder finds this close to the
 /// point, or in an answer that uses this share of the point's own terms: on a long, correct,
 /// on-topic sentence the judge can report entailment of points the sentence never mentions.
@@ -485,9 +482,16 @@ impl Reviewer<'_> {
                 *similarity >= MISCONCEPTION_CANDIDATE_COSINE && closest_point[*passage].is_none_or(|(_, point)| *similarity > point)
             });
             if let Some((passage, _)) = candidate {
+                // The passage against its closest point: already judged when the passage is one
+                // of that point's candidates, else one more pair.
                 let point_pair = closest_point[passage].map(|(point, _)| {
-                    pairs.push((passage, rubric.points[point].text.as_str()));
-                    pairs.len() - 1
+                    match point_candidates[point].0.iter().find(|c| c.1 == passage) {
+                        Some(candidate) => candidate.0,
+                        None => {
+                            pairs.push((passage, rubric.points[point].text.as_str()));
+                            pairs.len() - 1
+                        }
+                    }
                 });
                 misconception_pairs.push((pairs.len(), point_pair, passage, index));
                 pairs.push((passage, statement.as_str()));
@@ -541,7 +545,7 @@ impl Reviewer<'_> {
                 .chain(*point_pair)
                 .map(|pair| judged[pair].entailment)
                 .fold(0.0, f32::max);
-            if judged[*pair].entailment >= STATES_MISCONCEPTION && judged[*pair].entailment > point_entailment + MISCONCEPTION_MARGIN {
+            if judged[*pair].entailment >= STATES_MISCONCEPTION && judged[*pair].entailment > point_entailment {
                 contradictions.push(Contradiction {
                     misconception: rubric.misconceptions[*index].0.clone(),
                     evidence: passages[*passage].clone(),
