@@ -103,36 +103,27 @@ impl OnnxJudge {
         Ok(OnnxJudge { sessions: Pool::new(pool), gate, tokenizer })
     }
 
-    fn run(&self, pairs: &[(&str, &str)]) -> Result<Vec<Verdict>, InternalError> {
+    fn run(&self, pair: (&str, &str)) -> Result<Verdict, InternalError> {
         let model_error = |error: &dyn std::fmt::Display| InternalError::Model(format!("judge: {error}"));
-        let encodings = self.tokenizer.encode_batch(pairs.to_vec(), true).map_err(|error| model_error(&error))?;
-        let length = encodings.iter().map(|e| e.get_ids().len()).max().unwrap_or(0);
-        let mut ids = vec![0i64; pairs.len() * length];
-        let mut mask = vec![0i64; pairs.len() * length];
-        let mut types = vec![0i64; pairs.len() * length];
-        for (row, encoding) in encodings.iter().enumerate() {
-            for (column, ((&id, &attention), &kind)) in
-                encoding.get_ids().iter().zip(encoding.get_attention_mask()).zip(encoding.get_type_ids()).enumerate()
-            {
-                let at = row * length + column;
-                (ids[at], mask[at], types[at]) = (i64::from(id), i64::from(attention), i64::from(kind));
-            }
-        }
-        let shape = [pairs.len(), length];
-        let tensor = |data: Vec<i64>| ort::value::Tensor::from_array((shape, data)).map_err(|error| model_error(&error));
+        let encoding = self.tokenizer.encode(pair, true).map_err(|error| model_error(&error))?;
+        let shape = [1, encoding.get_ids().len()];
+        let tensor = |values: &[u32]| {
+            ort::value::Tensor::from_array((shape, values.iter().map(|&v| i64::from(v)).collect::<Vec<i64>>()))
+                .map_err(|error| model_error(&error))
+        };
         let inputs = ort::inputs![
-            "input_ids" => tensor(ids)?,
-            "attention_mask" => tensor(mask)?,
-            "token_type_ids" => tensor(types)?,
+            "input_ids" => tensor(encoding.get_ids())?,
+            "attention_mask" => tensor(encoding.get_attention_mask())?,
+            "token_type_ids" => tensor(encoding.get_type_ids())?,
         ];
         let _core = self.gate.enter(Priority::Batch);
         let mut session = self.sessions.take();
         let outputs = session.run(inputs).map_err(|error| model_error(&error))?;
         let (_, logits) = outputs["logits"].try_extract_tensor::<f32>().map_err(|error| model_error(&error))?;
-        if logits.len() != pairs.len() * 3 {
-            return Err(InternalError::Model(format!("the judge returned {} logits for {} pairs", logits.len(), pairs.len())));
+        if logits.len() != 3 {
+            return Err(InternalError::Model(format!("the judge returned {} logits for one pair", logits.len())));
         }
-        Ok(logits.chunks(3).map(softmax).collect())
+        Ok(softmax(logits))
     }
 }
 
@@ -144,9 +135,7 @@ impl PairJudge for OnnxJudge {
     /// Pairs are spread over the sessions the gate has free.
     fn judge(&self, pairs: &[(&str, &str)]) -> Result<Vec<Verdict>, InternalError> {
         let started = std::time::Instant::now();
-        let verdicts = spread(pairs, self.gate.free().min(self.sessions.size()), |pair| {
-            self.run(std::slice::from_ref(pair))?.pop().ok_or_else(|| InternalError::Model("the judge returned no verdict".into()))
-        })?;
+        let verdicts = spread(pairs, self.gate.free().min(self.sessions.size()), |pair| self.run(*pair))?;
         metrics::histogram!("askmark_judge_seconds").record(started.elapsed().as_secs_f64());
         metrics::counter!("askmark_judged_pairs_total").increment(pairs.len() as u64);
         Ok(verdicts)
