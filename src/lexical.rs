@@ -138,14 +138,20 @@ impl LexicalIndex {
         self.reader.searcher().num_docs()
     }
 
+    /// `query` parsed leniently over `fields` (syntax errors ignored), each with its boost.
+    fn exact_query(&self, query: &str, fields: &[(Field, f32)]) -> Box<dyn Query> {
+        let mut parser = QueryParser::for_index(&self.index, fields.iter().map(|(field, _)| *field).collect());
+        for (field, boost) in fields {
+            parser.set_field_boost(*field, *boost);
+        }
+        parser.parse_query_lenient(query).0
+    }
+
     fn text_query(&self, query: &str) -> Box<dyn Query> {
         let f = self.fields;
         let text_fields = [f.question, f.key_points, f.tags_text, f.answer];
-        let mut parser = QueryParser::for_index(&self.index, text_fields.to_vec());
-        for (field, (_, boost)) in text_fields.iter().zip(FIELD_BOOSTS) {
-            parser.set_field_boost(*field, boost);
-        }
-        let (exact, _ignored_syntax_errors) = parser.parse_query_lenient(query);
+        let boosted: Vec<(Field, f32)> = text_fields.iter().zip(FIELD_BOOSTS).map(|(field, (_, boost))| (*field, boost)).collect();
+        let exact = self.exact_query(query, &boosted);
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Should, exact)];
         let searcher = self.reader.searcher();
         for term in crate::text::terms(query) {
@@ -208,8 +214,10 @@ impl LexicalIndex {
     /// most `max_chars` bytes; the highest-scoring, the earliest on a tie) over stored tokens.
     pub fn snippets(&self, query: &str, texts: &[&str], max_chars: usize) -> Result<Vec<Snippet>, InternalError> {
         let searcher = self.reader.searcher();
+        // The query's terms in the answer field: what the full query would hold there, without
+        // building its other fields' clauses and fuzzy expansions.
         let mut terms = BTreeSet::new();
-        self.text_query(query).query_terms(&mut |term, _| {
+        self.exact_query(query, &[(self.fields.answer, 1.0)]).query_terms(&mut |term, _| {
             if term.field() == self.fields.answer {
                 terms.insert(term.clone());
             }
