@@ -42,8 +42,8 @@ from train_search_model import (  # noqa: E402
     load_corpus,
     load_eval,
     print_table,
-    sha256_file,
 )
+from training_data import sha256_file  # noqa: E402
 
 MODEL_ID = "askmark-search-minilm-l6 (all-MiniLM-L6-v2 fine-tuned on train/queries)"
 QUANTISATION = "onnxruntime quantize_dynamic, QInt8, per-channel, MatMul and Gather"

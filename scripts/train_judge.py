@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from minilm_torch import MiniLM  # noqa: E402
+from training_data import jsonl_folder, sha256_file  # noqa: E402
 
 LABELS = ["entailment", "neutral", "contradiction"]
 LABEL_INDEX = {label: index for index, label in enumerate(LABELS)}
@@ -65,10 +66,6 @@ DOMAIN_HOLD_OUT_MODULUS = 6
 # would be cut at --max-length and lose the statement their label rests on).
 COMPOSITES_PER_POINT = 2
 COMPOSITE_MAX_WORDS = 75
-
-
-def sha256_file(path):
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def read_jsonl_gz(path):
@@ -99,17 +96,13 @@ def review_held_out_questions():
 def domain_pairs():
     """askmark's own pairs, split by question."""
     held_out_review = review_held_out_questions()
-    train, held_out, files = [], [], {}
-    for path in sorted((ROOT / "train/judge").glob("*.jsonl")):
-        files[str(path.relative_to(ROOT))] = sha256_file(path)
-        for line in path.read_text().splitlines():
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            question = row["question_id"]
-            by_hash = int(hashlib.sha256(question.encode()).hexdigest(), 16) % DOMAIN_HOLD_OUT_MODULUS == 0
-            pair = (row["text"], row["key_point"], row["label"], question)
-            (held_out if question in held_out_review or by_hash else train).append(pair)
+    rows, files = jsonl_folder(ROOT / "train/judge", ROOT)
+    train, held_out = [], []
+    for row in rows:
+        question = row["question_id"]
+        by_hash = int(hashlib.sha256(question.encode()).hexdigest(), 16) % DOMAIN_HOLD_OUT_MODULUS == 0
+        pair = (row["text"], row["key_point"], row["label"], question)
+        (held_out if question in held_out_review or by_hash else train).append(pair)
     return train, held_out, files
 
 

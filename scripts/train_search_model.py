@@ -60,6 +60,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from minilm_torch import MiniLM  # noqa: E402
+from training_data import jsonl_folder, sha256_file  # noqa: E402
 
 MAX_LENGTH = 256  # as the index embeds (models/manifest.json)
 ANSWER_WEIGHT = 0.75  # FusionParams::default().answer_weight
@@ -90,10 +91,6 @@ CHECK_SENTENCES = [
 # ---------------------------------------------------------------------------------------- data
 
 
-def sha256_file(path):
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def words(text):
     return re.findall(r"\w+", text.lower())
 
@@ -121,19 +118,15 @@ def training_queries(eval_queries, modulus):
     """(train, held_out, dropped_as_leaks, files): rows of question_id, query, kind."""
     eval_norms = {" ".join(words(q["query"])) for q in eval_queries}
     eval_sets = [set(words(q["query"])) for q in eval_queries]
-    train, held_out, dropped, files = [], [], [], {}
-    for path in sorted((ROOT / "train/queries").glob("*.jsonl")):
-        files[str(path.relative_to(ROOT))] = sha256_file(path)
-        for line in path.read_text().splitlines():
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            if leaks_eval(row["query"], eval_sets, eval_norms):
-                dropped.append(row)
-            elif int(hashlib.sha256(row["query"].encode()).hexdigest(), 16) % modulus == 0:
-                held_out.append(row)
-            else:
-                train.append(row)
+    rows, files = jsonl_folder(ROOT / "train/queries", ROOT)
+    train, held_out, dropped = [], [], []
+    for row in rows:
+        if leaks_eval(row["query"], eval_sets, eval_norms):
+            dropped.append(row)
+        elif int(hashlib.sha256(row["query"].encode()).hexdigest(), 16) % modulus == 0:
+            held_out.append(row)
+        else:
+            train.append(row)
     return train, held_out, dropped, files
 
 
