@@ -423,8 +423,9 @@ fn print_related_eval(engine: &Engine, judgements: &[related_eval::Judgement]) -
     println!("related evaluation: {} questions, lists of up to {LIMIT}\n", judgements.len());
     println!("| neighbours by | floor | precision@3 of the neighbour tail | neighbours shown (of 3) | nDCG@5 of the list |");
     println!("|---|---|---|---|---|");
-    let mut settings: Vec<(Neighbours, f32)> = vec![(Neighbours::QuestionText, -1.0), (Neighbours::Content, -1.0)];
+    let mut settings: Vec<(Neighbours, f32)> = Neighbours::ALL.iter().map(|method| (*method, -1.0)).collect();
     settings.extend([0.45, 0.5, 0.55, 0.6, 0.65].map(|floor| (Neighbours::Content, floor)));
+    settings.extend([0.55, 0.6, 0.65, 0.7, 0.75, 0.8].map(|floor| (Neighbours::ContentAndTags, floor)));
     for (method, floor) in settings {
         let lists = judgements
             .iter()
@@ -432,7 +433,7 @@ fn print_related_eval(engine: &Engine, judgements: &[related_eval::Judgement]) -
             .collect::<anyhow::Result<std::collections::HashMap<_, _>>>()?;
         let m = related_eval::evaluate(&lists, judgements);
         let floor = if floor < 0.0 { "none".to_string() } else { format!("{floor:.2}") };
-        let default = if method == Neighbours::Content && floor == format!("{NEIGHBOUR_FLOOR:.2}") { " (default)" } else { "" };
+        let default = if method == Neighbours::ContentAndTags && floor == format!("{NEIGHBOUR_FLOOR:.2}") { " (default)" } else { "" };
         println!(
             "| {}{default} | {floor} | {:.3} | {:.2} | {:.3} |",
             method.as_str(), m.precision_at_3, m.neighbours_shown, m.ndcg_at_5

@@ -25,9 +25,15 @@ const SNIPPET_CHARS: usize = 180;
 const NEAR_DUPLICATE_COSINE: f32 = 0.9;
 /// A neighbour whose question text is this close is the same question asked again.
 const SAME_QUESTION_COSINE: f32 = 0.98;
-/// Neighbours less related in content than this are not shown: a shorter list beats a wrong one.
-/// Chosen with `askmark eval related` on eval/related.toml.
-pub const NEIGHBOUR_FLOOR: f32 = 0.55;
+/// Neighbours less related than this (content cosine plus shared tags) are not shown: a shorter
+/// list beats a wrong one. Chosen with `askmark eval related` on eval/related.toml: the highest
+/// precision that still shows one neighbour per question on average.
+pub const NEIGHBOUR_FLOOR: f32 = 0.65;
+/// What sharing all tags adds to the content cosine of two questions (Jaccard of their tag sets
+/// times this). The corpus's curated follow-ups say how much tags count: a logistic regression
+/// of "is a curated follow-up" on the content cosine and the tag Jaccard over all pairs of
+/// questions weighs them 1.14 : 1.
+const TAG_WEIGHT: f32 = 1.0;
 
 /// When a query matches nothing in the corpus, by the best semantic score any question gets
 /// (`semantic_scores`): below `any` whatever the lexical side found, below `without_lexical` when
@@ -431,10 +437,10 @@ impl Searcher<'_> {
     }
 
     /// Curated follow-ups first, then the nearest neighbours by what the questions are about
-    /// (`Neighbours::Content`), above a floor, each with why it is related; never the question
+    /// (`Neighbours::ContentAndTags`), above a floor, each with why it is related; never the question
     /// itself and never two near-duplicates of each other. Reads stored vectors only.
     pub fn related(&self, id: &str, limit: usize) -> Result<Vec<RelatedHit>, Error> {
-        self.related_with(id, limit, Neighbours::Content, NEIGHBOUR_FLOOR)
+        self.related_with(id, limit, Neighbours::ContentAndTags, NEIGHBOUR_FLOOR)
     }
 
     /// `related` with another way of finding neighbours and another floor (for the eval).
@@ -454,8 +460,8 @@ impl Searcher<'_> {
             let similarity = cosine(&own_content, &content_vector(vectors));
             chosen.push(related_hit(other, RelatedReason::FollowUp, similarity, "a curated follow-up".to_string()));
         }
-        for (neighbour, similarity) in self.neighbours(id, method)? {
-            if chosen.len() >= limit || similarity < floor {
+        for (neighbour, relatedness) in self.neighbours(id, method)? {
+            if chosen.len() >= limit || relatedness < floor {
                 break;
             }
             if chosen.iter().any(|hit| hit.id == neighbour) {
@@ -469,21 +475,27 @@ impl Searcher<'_> {
             }
             chosen_vectors.push(&vectors.question);
             let why = why_related(question, other, &own_content, vectors);
-            chosen.push(related_hit(other, RelatedReason::Similar, similarity, why));
+            chosen.push(related_hit(other, RelatedReason::Similar, cosine(&own_content, &content_vector(vectors)), why));
         }
         Ok(chosen)
     }
 
     /// Every other question, closest first, by `method`.
     pub fn neighbours(&self, id: &str, method: Neighbours) -> Result<Vec<(String, f32)>, Error> {
-        self.question(id)?;
+        let own_tags = &self.question(id)?.entry.tags;
         let embeddings = &self.generation.embeddings;
         let own = embeddings.get(id).ok_or_else(|| InternalError::Index(format!("no embeddings for {id}")))?;
         let own_vector = method.vector(own);
         let mut ranked: Vec<(String, f32)> = embeddings
             .iter()
             .filter(|(other, _)| other.as_str() != id)
-            .map(|(other, vectors)| (other.clone(), cosine(&own_vector, &method.vector(vectors))))
+            .map(|(other, vectors)| {
+                let mut score = cosine(&own_vector, &method.vector(vectors));
+                if method == Neighbours::ContentAndTags {
+                    score += TAG_WEIGHT * self.corpus.get(other).map_or(0.0, |q| tag_overlap(own_tags, &q.entry.tags));
+                }
+                (other.clone(), score)
+            })
             .collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         Ok(ranked)
@@ -498,23 +510,37 @@ pub enum Neighbours {
     QuestionText,
     /// By what the question is about: its reference answer and key points.
     Content,
+    /// By content, and by the tags the questions share (Jaccard of the tag sets).
+    ContentAndTags,
 }
 
 impl Neighbours {
-    pub const ALL: [Neighbours; 2] = [Neighbours::QuestionText, Neighbours::Content];
+    pub const ALL: [Neighbours; 3] = [Neighbours::QuestionText, Neighbours::Content, Neighbours::ContentAndTags];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Neighbours::QuestionText => "question text",
             Neighbours::Content => "content (answer + key points)",
+            Neighbours::ContentAndTags => "content + shared tags",
         }
     }
 
     fn vector(self, embeddings: &QuestionEmbeddings) -> Vec<f32> {
         match self {
             Neighbours::QuestionText => embeddings.question.clone(),
-            Neighbours::Content => content_vector(embeddings),
+            Neighbours::Content | Neighbours::ContentAndTags => content_vector(embeddings),
         }
+    }
+}
+
+/// Jaccard similarity of two tag lists: shared tags over all distinct tags.
+fn tag_overlap(a: &[String], b: &[String]) -> f32 {
+    let shared = a.iter().filter(|tag| b.contains(tag)).count();
+    let all = a.len() + b.iter().filter(|tag| !a.contains(tag)).count();
+    if all == 0 {
+        0.0
+    } else {
+        shared as f32 / all as f32
     }
 }
 

@@ -1,7 +1,7 @@
 use askmark::corpus::Difficulty;
 use askmark::embed::cosine;
 use askmark::error::{Error, UserError};
-use askmark::search::{MatchedBy, Mode, RelatedReason, SearchRequest, NO_MATCH_HINT};
+use askmark::search::{MatchedBy, Mode, RelatedHit, RelatedReason, SearchRequest, NEIGHBOUR_FLOOR, NO_MATCH_HINT};
 use askmark::filter::SearchFilter;
 
 use crate::common::ENGINE;
@@ -160,6 +160,28 @@ fn similar_related_questions_are_not_near_duplicates_of_each_other() {
             }
         }
     }
+}
+
+#[test]
+fn similar_neighbours_are_ranked_by_content_and_shared_tags_down_to_the_floor() {
+    let snapshot = ENGINE.snapshot();
+    let corpus = snapshot.corpus();
+    let mut tag_lifted = 0;
+    for question in corpus.questions() {
+        let tags = &question.entry.tags;
+        let relatedness = |hit: &RelatedHit| {
+            let other = &corpus.get(&hit.id).unwrap().entry.tags;
+            let shared = tags.iter().filter(|t| other.contains(t)).count();
+            hit.similarity + shared as f32 / (tags.len() + other.len() - shared) as f32
+        };
+        let similar: Vec<RelatedHit> =
+            ENGINE.related(question.id(), 50).unwrap().into_iter().filter(|h| h.reason == RelatedReason::Similar).collect();
+        let scores: Vec<f32> = similar.iter().map(relatedness).collect();
+        assert!(scores.iter().all(|r| *r >= NEIGHBOUR_FLOOR - 1e-6), "{}: {scores:?}", question.id());
+        assert!(scores.windows(2).all(|w| w[0] >= w[1] - 1e-6), "{}: {scores:?}", question.id());
+        tag_lifted += similar.iter().filter(|h| h.similarity < NEIGHBOUR_FLOOR).count();
+    }
+    assert!(tag_lifted > 0, "shared tags lift some neighbours whose content alone is below the floor");
 }
 
 #[test]
