@@ -254,6 +254,12 @@ impl Engine {
         self.shared.snapshot()
     }
 
+    /// Records the current index's size in the metrics (a recorder installed after the index
+    /// was opened has not seen it yet).
+    pub fn record_index_size(&self) {
+        record_index_size(&self.snapshot());
+    }
+
     pub fn embedder(&self) -> &dyn Embedder {
         self.shared.models.embedder.as_ref()
     }

@@ -208,6 +208,7 @@ fn cors(origins: &[String]) -> CorsLayer {
 /// The whole service: the same router serves `main` and the tests.
 pub fn router(state: Arc<AppState>) -> Router {
     prometheus();
+    state.engine.record_index_size();
     let request_id = HeaderName::from_static("x-request-id");
     let timeout = state.config.request_timeout;
     let cors = cors(&state.config.cors_origins);

@@ -233,7 +233,8 @@ async fn join_all_spawned<F: std::future::Future<Output = Result<axum::response:
 
 #[tokio::test]
 async fn metrics_openapi_docs_and_the_page_are_served() {
-    let _ = get("/v1/search?q=gil").await;
+    // A query no other test sends: its embedding is computed here, whatever ran before.
+    let _ = get("/v1/search?q=which+metrics+does+a+served+search+record").await;
     let response = app().oneshot(Request::get("/metrics").body(Body::empty()).unwrap()).await.unwrap();
     let text = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
     assert!(text.contains("http_requests_total{route=\"/v1/search\""), "{text}");
