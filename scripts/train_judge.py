@@ -9,9 +9,10 @@ encoder is fine-tuned on:
   - the public train splits in ../shared/data/asag (SciEntsBank, Beetle: SemEval-2013 Task 7,
     CC BY-SA 3.0; SAF English, MIT) as (student answer, reference answer) pairs,
   - SICK train (../shared/data/nli),
-  - askmark's own Python-domain pairs in train/judge/*.jsonl, split by question: the questions
-    held out of the review eval (every fourth question of eval/answers.toml) and a fixed hash
-    share of the rest never reach training.
+  - askmark's own Python-domain pairs in train/judge/*.jsonl, the vague answers of
+    train/vague/*.jsonl (neutral to their question's key points) and restatements made from the
+    key points (entailed), split by question: the questions held out of the review eval (every
+    fourth question of eval/answers.toml) and a fixed hash share of the rest never reach training.
 
 The trained encoder is written as ONNX by the same node-by-node exporter as the sentence model
 (scripts/export_minilm_onnx.py), quantised to int8 with ONNX Runtime's dynamic quantisation, and
@@ -66,6 +67,8 @@ DOMAIN_HOLD_OUT_MODULUS = 6
 # would be cut at --max-length and lose the statement their label rests on).
 COMPOSITES_PER_POINT = 2
 COMPOSITE_MAX_WORDS = 75
+# Key points each vague answer is paired with (as neutral).
+VAGUE_POINTS = 3
 
 
 def read_jsonl_gz(path):
@@ -93,17 +96,64 @@ def review_held_out_questions():
     return {question for position, question in enumerate(order) if position % 4 == 3}
 
 
-def domain_pairs():
-    """askmark's own pairs, split by question."""
+def domain_pairs(rng):
+    """askmark's own pairs, split by question: (train, held out, the restatement and vague pairs
+    for training, the same held out by name, file hashes)."""
     held_out_review = review_held_out_questions()
     rows, files = jsonl_folder(ROOT / "train/judge", ROOT)
+    vague, vague_files = jsonl_folder(ROOT / "train/vague", ROOT)
+    files.update(vague_files)
+
+    def is_held_out(question):
+        by_hash = int(hashlib.sha256(question.encode()).hexdigest(), 16) % DOMAIN_HOLD_OUT_MODULUS == 0
+        return question in held_out_review or by_hash
+
     train, held_out = [], []
     for row in rows:
-        question = row["question_id"]
-        by_hash = int(hashlib.sha256(question.encode()).hexdigest(), 16) % DOMAIN_HOLD_OUT_MODULUS == 0
-        pair = (row["text"], row["key_point"], row["label"], question)
-        (held_out if question in held_out_review or by_hash else train).append(pair)
-    return train, held_out, files
+        pair = (row["text"], row["key_point"], row["label"], row["question_id"])
+        (held_out if is_held_out(row["question_id"]) else train).append(pair)
+    extra = {"restatements": restatement_pairs(rows, rng), "vague": vague_pairs(rows, vague, rng)}
+    extra_train = [pair for pairs in extra.values() for pair in pairs if not is_held_out(pair[3])]
+    held_out_extra = {name: [pair for pair in pairs if is_held_out(pair[3])] for name, pairs in extra.items()}
+    return train, held_out, extra_train, held_out_extra, files
+
+
+def restatement_pairs(rows, rng):
+    """Entailments that share most words with their key point: the point itself, the point
+    beside another true statement of its question, and the point read against its own
+    paraphrase. The written contradictions are near-copies of their point with one fact changed;
+    without these the judge learns that a near-copy is a contradiction, and the key point
+    itself (or a candidate's close restatement of it) is judged to contradict the point."""
+    points, entailing = {}, {}
+    for row in rows:
+        points.setdefault(row["question_id"], set()).add(row["key_point"])
+        if row["label"] == "entailment":
+            entailing.setdefault(row["question_id"], []).append((row["key_point"], row["text"], row["kind"]))
+    out = []
+    for question, names in sorted(points.items()):
+        statements = entailing.get(question, [])
+        for point in sorted(names):
+            out.append((point, point, "entailment", question))
+            others = [text for other, text, _ in statements if other != point]
+            if others:
+                beside = [point, rng.choice(others)]
+                rng.shuffle(beside)
+                out.append((" ".join(beside), point, "entailment", question))
+            out += [(point, text, "entailment", question) for other, text, kind in statements if other == point and kind == "paraphrase"]
+    return out
+
+
+def vague_pairs(rows, vague, rng):
+    """Each vague answer of train/vague/ (on topic, committing to nothing) against up to
+    VAGUE_POINTS key points of its question: neutral."""
+    points = {}
+    for row in rows:
+        points.setdefault(row["question_id"], set()).add(row["key_point"])
+    out = []
+    for row in vague:
+        names = sorted(points.get(row["question_id"], ()))
+        out += [(row["text"], point, "neutral", row["question_id"]) for point in rng.sample(names, min(VAGUE_POINTS, len(names)))]
+    return out
 
 
 def composite_pairs(pairs, rng):
@@ -232,17 +282,22 @@ def report(name, gold, probs):
         "n": len(gold),
         "macro_f1_3way": round(macro_f1(gold, predicted, present), 4),
         "accuracy_2way": round(float(two_way), 4),
-        "auc_entailment": round(float(auc(positives, negatives)), 4),
     }
-    print(f"  {name:28} n={row['n']:5}  3-way macro-F1 {row['macro_f1_3way']:.3f}  2-way acc {row['accuracy_2way']:.3f}  AUC {row['auc_entailment']:.3f}")
+    # A set of one label (the restatements, the vague answers) has no AUC; JSON has no NaN.
+    area = auc(positives, negatives)
+    row["auc_entailment"] = None if math.isnan(area) else round(float(area), 4)
+    shown = "-" if row["auc_entailment"] is None else f"{row['auc_entailment']:.3f}"
+    print(f"  {name:28} n={row['n']:5}  3-way macro-F1 {row['macro_f1_3way']:.3f}  2-way acc {row['accuracy_2way']:.3f}  AUC {shown}")
     return row
 
 
-def evaluate(model, tokenizer, data_dir, domain_held_out, max_length):
+def evaluate(model, tokenizer, data_dir, domain_held_out, held_out_extra, max_length):
     results = {}
     if domain_held_out:
         composites = composite_pairs(domain_held_out, random.Random(0))
-        for name, pairs in [("domain_held_out", domain_held_out), ("domain_held_out_composites", composites)]:
+        sets = [("domain_held_out", domain_held_out), ("domain_held_out_composites", composites)]
+        sets += [(f"domain_held_out_{name}", pairs) for name, pairs in held_out_extra.items() if pairs]
+        for name, pairs in sets:
             gold = [label for _, _, label, _ in pairs]
             results[name] = report(f"askmark {name.replace('_', ' ')}", gold, predict(model, tokenizer, pairs, max_length))
     for name in PUBLIC_TEST:
@@ -317,9 +372,9 @@ def main():
     rng.shuffle(public)
     if args.public_limit:
         public = public[: args.public_limit]
-    domain_train, domain_held_out, domain_files = domain_pairs()
+    domain_train, domain_held_out, extra_train, held_out_extra, domain_files = domain_pairs(rng)
     data_files.update(domain_files)
-    domain_train += composite_pairs(domain_train, rng)
+    domain_train += composite_pairs(domain_train, rng) + extra_train
     train = [p[:3] for p in public] + [p[:3] for p in domain_train] * args.domain_repeat
     print(f"training pairs: {len(public)} public, {len(domain_train)} domain (with composites) x{args.domain_repeat}; domain held out: {len(domain_held_out)} "
           f"pairs of {len({p[3] for p in domain_held_out})} questions")
@@ -357,7 +412,7 @@ def main():
                 print(f"step {step}/{total_steps} loss {loss.item():.3f} ({elapsed / step:.2f} s/step, {elapsed / 60:.1f} min)", flush=True)
 
     print("evaluation (never trained on):")
-    metrics = evaluate(model, tokenizer, args.data, domain_held_out, args.max_length)
+    metrics = evaluate(model, tokenizer, args.data, domain_held_out, held_out_extra, args.max_length)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -387,7 +442,7 @@ def main():
             "SciEntsBank, Beetle (SemEval-2013 Task 7)": "CC BY-SA 3.0, github.com/myrosia/semeval-2013-task7; this model is a derived work shared under the same terms",
             "SAF English v2.0": "MIT, github.com/SebOchs/SAF",
             "SICK": "as distributed (usually CC BY-NC-SA 3.0), via the SentEval copy in github.com/yan-soares/research_embeddings_fine_tuning",
-            "train/judge": "askmark's own pairs, MIT",
+            "train/judge, train/vague": "askmark's own pairs and vague answers, MIT",
         },
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")

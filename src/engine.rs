@@ -21,7 +21,7 @@ use crate::error::{Error, InternalError, UserError};
 use crate::index::{Generation, IndexDir, Manifest, QuestionEmbeddings};
 use crate::judge::{OnnxJudge, PairJudge};
 use crate::pool::Gate;
-use crate::review::{Review, Reviewer, ScoreModel, Target};
+use crate::review::{Review, Reviewer, ScoreModels, Target};
 use crate::search::{
     FusionParams, Neighbours, QueryCache, RankingSignals, RelatedHit, SearchRequest, SearchResults, Searcher,
 };
@@ -123,7 +123,7 @@ struct Shared {
     index: IndexDir,
     fusion: FusionParams,
     query_cache: QueryCache,
-    score_model: ScoreModel,
+    score_models: ScoreModels,
     current: RwLock<Arc<Snapshot>>,
 }
 
@@ -224,7 +224,7 @@ impl Engine {
             index,
             fusion: FusionParams::default(),
             query_cache: QueryCache::new(QUERY_CACHE_ENTRIES),
-            score_model: ScoreModel::fitted(),
+            score_models: ScoreModels::fitted(),
             current: RwLock::new(Arc::new(snapshot)),
         });
         let (writes, jobs) = mpsc::channel();
@@ -292,14 +292,14 @@ impl Engine {
     }
 
     pub fn review(&self, target: &Target, answer: &str) -> Result<Review, Error> {
-        self.review_with(target, answer, &self.shared.score_model)
+        self.review_with(target, answer, &self.shared.score_models)
     }
 
-    /// Reviews with an explicit score model (the eval fits and compares models with this).
-    pub fn review_with(&self, target: &Target, answer: &str, model: &ScoreModel) -> Result<Review, Error> {
+    /// Reviews with explicit score models (the eval fits and compares models with this).
+    pub fn review_with(&self, target: &Target, answer: &str, models: &ScoreModels) -> Result<Review, Error> {
         let snapshot = self.snapshot();
         let judge = self.shared.models.judge.as_ref();
-        Reviewer { corpus: &snapshot.corpus, generation: &snapshot.generation, embedder: self.embedder(), judge, model }.review(target, answer)
+        Reviewer { corpus: &snapshot.corpus, generation: &snapshot.generation, embedder: self.embedder(), judge, models }.review(target, answer)
     }
 
     /// Queues `change` for the writer; the receiver answers once it is durable and served.

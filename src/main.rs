@@ -17,7 +17,7 @@ use askmark::engine::{Change, Engine, Models};
 use askmark::eval::{external as external_eval, related as related_eval, review as review_eval, search as search_eval};
 use askmark::index::IndexDir;
 use askmark::pool::Gate;
-use askmark::review::{final_score, Band, Coverage, Flag, ScoreModel, Target};
+use askmark::review::{final_score, Band, Coverage, Flag, ScoreModel, ScoreModels, Target};
 use askmark::search::{Mode, Neighbours, RelevanceFloor, SearchRequest, NEIGHBOUR_FLOOR};
 use askmark::filter::SearchFilter;
 use askmark::vectors::VectorBackend;
@@ -190,7 +190,8 @@ enum EvalCommand {
         /// --external) and write it to this file (the committed model is eval/review-model.json).
         #[arg(long)]
         fit: Option<PathBuf>,
-        /// Also write every answer's signals and flags as JSON lines to this file.
+        /// Also write every reviewed answer's signals and flags as JSON lines to this file (ours
+        /// under both rubrics, then the public ones with their split).
         #[arg(long)]
         observations: Option<PathBuf>,
         /// The public graded answers (../shared/data/asag): report every test split.
@@ -449,13 +450,10 @@ fn print_review_eval(
     observations_path: Option<PathBuf>,
     external: Option<(PathBuf, usize, usize)>,
 ) -> anyhow::Result<()> {
-    let observations = review_eval::observe(engine, answers)?;
-    if let Some(path) = observations_path {
-        let lines: Vec<String> = observations.iter().map(serde_json::to_string).collect::<Result<_, _>>()?;
-        std::fs::write(path, lines.join("\n") + "\n")?;
-    }
-    let train: Vec<&review_eval::Observation> = observations.iter().filter(|o| !o.held_out).collect();
-    let held_out: Vec<&review_eval::Observation> = observations.iter().filter(|o| o.held_out).collect();
+    let corpus = review_eval::observe(engine, &answers, review_eval::Rubric::Corpus)?;
+    let ad_hoc = review_eval::observe(engine, &answers, review_eval::Rubric::AdHoc)?;
+    let (corpus_train, corpus_held_out): (Vec<&review_eval::Observation>, Vec<_>) = corpus.iter().partition(|o| !o.held_out);
+    let (ad_hoc_train, ad_hoc_held_out): (Vec<&review_eval::Observation>, Vec<_>) = ad_hoc.iter().partition(|o| !o.held_out);
     let public_train = match &external {
         Some((dir, sample, threads)) => external_eval::TRAIN_SPLITS
             .iter()
@@ -466,34 +464,76 @@ fn print_review_eval(
             .collect::<anyhow::Result<Vec<_>>>()?,
         None => Vec::new(),
     };
-    let model = match &fit {
+    let models = match &fit {
         Some(path) => {
-            // Each source counts as much as the others in total, whatever its size; weights
-            // average 1, so the ridge penalty means the same as in an unweighted fit.
-            let sources = 1 + public_train.len();
-            let total = (train.len() + public_train.iter().map(|(_, o)| o.len()).sum::<usize>()) as f64;
-            let weight_of = |size: usize| total / (sources * size.max(1)) as f64;
-            let mut rows: Vec<review_eval::FitRow> =
-                train.iter().map(|o| review_eval::FitRow::of_observation(o, weight_of(train.len()))).collect();
-            for (_, observed) in &public_train {
-                let weight = weight_of(observed.len());
-                rows.extend(observed.iter().map(|o| review_eval::FitRow {
-                    signals: o.signals,
-                    flags: o.flags.clone(),
-                    target: o.answer.label.target(&o.answer.raw_label),
-                    weight,
-                }));
+            let rows_of = |observed: &[&review_eval::Observation]| -> Vec<review_eval::FitRow> {
+                observed.iter().map(|o| review_eval::FitRow::of_observation(o)).collect()
+            };
+            let corpus_model = review_eval::fit(&rows_of(&corpus_train), &corpus_train).context("the corpus fit is singular")?;
+            let ours = review_eval::FitSource {
+                rows: rows_of(&ad_hoc_train),
+                questions: ad_hoc_train.iter().map(|o| o.label.question_id.clone()).collect(),
+            };
+            let public: Vec<review_eval::FitSource> = public_train
+                .iter()
+                .map(|(_, observed)| review_eval::FitSource {
+                    rows: observed
+                        .iter()
+                        .map(|o| review_eval::FitRow {
+                            signals: o.signals,
+                            flags: o.flags.clone(),
+                            target: o.answer.label.target(&o.answer.raw_label),
+                            weight: 1.0,
+                        })
+                        .collect(),
+                    questions: observed.iter().map(|o| o.answer.question.clone()).collect(),
+                })
+                .collect();
+            let (ad_hoc_model, shares, share) =
+                review_eval::fit_ad_hoc(&ours, &public, &ad_hoc_train).context("the ad-hoc fit is singular")?;
+            if !public.is_empty() {
+                println!("ad-hoc fit, 4-fold cross-validation on the training answers (folds by question):");
+                println!("| share of ours | Pearson, ours | AUC, public | merit (mean) |\n|---|---|---|---|");
+                for r in &shares {
+                    let chosen = if r.share == share { " (chosen)" } else { "" };
+                    println!("| {:.2}{chosen} | {:.3} | {:.3} | {:.3} |", r.share, r.our_pearson, r.public_auc, r.merit());
+                }
+                println!();
             }
-            let model = review_eval::fit(&rows, &train).context("the fit is singular")?;
-            std::fs::write(path, serde_json::to_string_pretty(&model)? + "\n")?;
-            let sources: Vec<String> = std::iter::once(format!("{} of ours", train.len()))
+            let models = ScoreModels { corpus: corpus_model, ad_hoc: ad_hoc_model };
+            std::fs::write(path, serde_json::to_string_pretty(&models)? + "\n")?;
+            let sources: Vec<String> = std::iter::once(format!("{} of ours", ad_hoc_train.len()))
                 .chain(public_train.iter().map(|(split, observed)| format!("{} of {split}", observed.len())))
                 .collect();
-            println!("fitted on the training answers ({}), written to {}", sources.join(", "), path.display());
-            model
+            println!("fitted the corpus model on {} of our answers", corpus_train.len());
+            println!("fitted the ad-hoc model on {} (ours weigh {share:.2} of it)", sources.join(", "));
+            println!("written to {}\n", path.display());
+            models
         }
-        None => ScoreModel::fitted(),
+        None => ScoreModels::fitted(),
     };
+    print_rubric_eval("corpus questions (curated key points and misconceptions)", &models.corpus, &corpus_train, &corpus_held_out);
+    print_rubric_eval("ad hoc (the question's text and reference answers only)", &models.ad_hoc, &ad_hoc_train, &ad_hoc_held_out);
+    let public_test = match &external {
+        Some((dir, _, threads)) => print_external_eval(engine, &models.ad_hoc, dir, &public_train, *threads)?,
+        None => Vec::new(),
+    };
+    if let Some(path) = observations_path {
+        let mut lines: Vec<String> = corpus.iter().chain(&ad_hoc).map(serde_json::to_string).collect::<Result<_, _>>()?;
+        for (split, observed) in public_train.iter().chain(&public_test) {
+            for o in observed {
+                lines.push(serde_json::to_string(&serde_json::json!({ "split": split, "observation": o }))?);
+            }
+        }
+        std::fs::write(path, lines.join("\n") + "\n")?;
+    }
+    Ok(())
+}
+
+/// The score model's formula, then train and held-out agreement, band confusion and scores per
+/// kind of answer, for the answers reviewed one way.
+fn print_rubric_eval(title: &str, model: &ScoreModel, train: &[&review_eval::Observation], held_out: &[&review_eval::Observation]) {
+    println!("## reviewed against {title}\n");
     let terms: Vec<String> =
         ScoreModel::FEATURES.iter().zip(model.weights()).map(|(name, weight)| format!("{weight:+.3}·{name}")).collect();
     println!("score = 100 × ({:+.3} {}), clamped to 0-100", model.bias, terms.join(" "));
@@ -501,7 +541,7 @@ fn print_review_eval(
     println!("bands: weak < {} <= partial < {} <= good < {} <= excellent\n", model.band_cut_offs[0], model.band_cut_offs[1], model.band_cut_offs[2]);
     println!("| split | answers | Pearson | Spearman | pairwise order | band agreement | must-score-low above 40 | highest must-score-low |");
     println!("|---|---|---|---|---|---|---|---|");
-    let reports = [("train", review_eval::report(&train, &model)), ("held-out", review_eval::report(&held_out, &model))];
+    let reports = [("train", review_eval::report(train, model)), ("held-out", review_eval::report(held_out, model))];
     for (name, r) in &reports {
         let worst = r.worst_must_score_low.as_ref().map_or("-".to_string(), |(s, kind, id)| format!("{s:.0} ({kind}, {id})"));
         println!(
@@ -520,7 +560,7 @@ fn print_review_eval(
         }
     }
     let mut by_kind: std::collections::BTreeMap<&str, (Vec<f32>, usize)> = std::collections::BTreeMap::new();
-    for o in &observations {
+    for o in train.iter().chain(held_out) {
         let (scores, contradicted) = by_kind.entry(o.label.kind.as_str()).or_default();
         scores.push(final_score(model.raw_score(&o.signals), &o.flags).round());
         *contradicted += usize::from(o.flags.contains(&Flag::Contradiction));
@@ -531,10 +571,7 @@ fn print_review_eval(
         let (min, max) = scores.iter().fold((f32::MAX, f32::MIN), |(lo, hi), s| (lo.min(*s), hi.max(*s)));
         println!("| {kind} | {} | {mean:.1} | {min:.0} | {max:.0} | {contradicted} |", scores.len());
     }
-    if let Some((dir, _, threads)) = &external {
-        print_external_eval(engine, &model, dir, &public_train, *threads)?;
-    }
-    Ok(())
+    println!();
 }
 
 /// Per public test split: the review's verdicts beside the plain cosine of the same model (its
@@ -543,9 +580,10 @@ fn print_external_eval(
     engine: &Engine,
     model: &ScoreModel,
     dir: &std::path::Path,
-    public_train: &[(&str, Vec<external_eval::ExternalObservation>)],
+    public_train: &[(&'static str, Vec<external_eval::ExternalObservation>)],
     threads: usize,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<(&'static str, Vec<external_eval::ExternalObservation>)>> {
+    let mut observations = Vec::new();
     println!("\npublic graded answers ({}), never trained on:", dir.display());
     println!("| split | answers | 3-way macro-F1 review / cosine | 2-way accuracy review / cosine | AUC review / cosine |");
     println!("|---|---|---|---|---|");
@@ -571,8 +609,9 @@ fn print_external_eval(
             "| {split} | {} | {:.3} / {:.3} | {:.3} / {:.3} | {:.3} / {:.3} |",
             gold.len(), review.macro_f1, cosine.macro_f1, review.accuracy_2way, cosine.accuracy_2way, review.auc, cosine.auc
         );
+        observations.push((split, observed));
     }
-    Ok(())
+    Ok(observations)
 }
 
 fn serve(engine: Engine, addr: SocketAddr, config: ServerConfig, limits: ConnectionLimits) -> anyhow::Result<()> {

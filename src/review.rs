@@ -267,19 +267,42 @@ pub struct ScoreModel {
     pub band_cut_offs: [f32; 3],
 }
 
+/// One score model per kind of rubric, because their signals mean different things: a corpus
+/// question has curated key points and misconceptions; an ad-hoc review has only the references
+/// a user gives (their sentences become the key points, nothing is a known misconception).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScoreModels {
+    /// Fitted on the project's graded answers to corpus questions.
+    pub corpus: ScoreModel,
+    /// Fitted on public graded answers (train splits) and the project's answers reviewed ad hoc.
+    pub ad_hoc: ScoreModel,
+}
+
 /// The committed fit, parsed once.
-static FITTED: LazyLock<ScoreModel> = LazyLock::new(|| {
+static FITTED: LazyLock<ScoreModels> = LazyLock::new(|| {
     serde_json::from_str(include_str!("../eval/review-model.json")).expect("eval/review-model.json is a valid score model")
 });
+
+impl ScoreModels {
+    /// The committed fit (`eval/review-model.json`).
+    pub fn fitted() -> ScoreModels {
+        *FITTED
+    }
+
+    /// The model for reviews of a corpus question (`true`) or ad hoc (`false`).
+    pub fn for_rubric(&self, corpus: bool) -> &ScoreModel {
+        if corpus {
+            &self.corpus
+        } else {
+            &self.ad_hoc
+        }
+    }
+}
 
 impl ScoreModel {
     pub const FEATURES: [&'static str; 5] =
         ["key_point_entailment", "key_points_covered", "reference_similarity", "term_coverage", "contradiction"];
-
-    /// The committed fit (`eval/review-model.json`).
-    pub fn fitted() -> ScoreModel {
-        *FITTED
-    }
 
     pub fn features(signals: &Signals) -> [f32; 5] {
         [
@@ -364,7 +387,7 @@ pub struct Reviewer<'a> {
     pub generation: &'a Generation,
     pub embedder: &'a dyn Embedder,
     pub judge: &'a dyn PairJudge,
-    pub model: &'a ScoreModel,
+    pub models: &'a ScoreModels,
 }
 
 impl Reviewer<'_> {
@@ -605,8 +628,9 @@ impl Reviewer<'_> {
             flags.push(Flag::OffTopic);
         }
         flags.sort();
-        let score = final_score(self.model.raw_score(&signals), &flags);
-        let grade = Band::of_score(score, &flags, self.model.band_cut_offs);
+        let model = self.models.for_rubric(rubric.question_id.is_some());
+        let score = final_score(model.raw_score(&signals), &flags);
+        let grade = Band::of_score(score, &flags, model.band_cut_offs);
         Ok(Review {
             question_id: rubric.question_id.clone(),
             score: score.round() as u8,

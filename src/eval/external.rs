@@ -11,7 +11,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::engine::Engine;
 use crate::error::{Error, InternalError};
@@ -32,7 +32,8 @@ pub const TRAIN_SPLITS: [&str; 3] = ["scientsbank_train", "beetle_train", "saf_e
 
 /// The 3-way label, with SAF's grades folded in (partially correct and incorrect are not correct
 /// and contradict nothing in particular).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Label {
     Correct,
     Incorrect,
@@ -73,7 +74,7 @@ struct Row {
     label: String,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct GradedAnswer {
     pub question: String,
     pub references: Vec<String>,
@@ -108,6 +109,7 @@ pub fn load_split(dir: &Path, split: &str) -> Result<Vec<GradedAnswer>, Internal
 }
 
 /// What the review and the cosine baseline said about one public answer.
+#[derive(Serialize)]
 pub struct ExternalObservation {
     pub answer: GradedAnswer,
     pub signals: Signals,

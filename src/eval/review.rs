@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::Engine;
 use crate::error::{Error, InternalError};
-use crate::review::{final_score, is_disqualified, Band, Flag, ScoreModel, Signals, Target};
+use crate::review::{final_score, is_disqualified, Band, Flag, ScoreModel, ScoreModels, Signals, Target, MAX_REFERENCES};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -55,6 +55,7 @@ pub fn held_out_questions(answers: &[LabelledAnswer]) -> Vec<String> {
 /// What the reviewer measured for one labelled answer; independent of the score model.
 #[derive(Serialize)]
 pub struct Observation {
+    pub rubric: Rubric,
     pub label: LabelledAnswer,
     pub signals: Signals,
     pub flags: Vec<Flag>,
@@ -65,19 +66,41 @@ pub struct Observation {
     pub point_term_coverage: Vec<f32>,
 }
 
-pub fn observe(engine: &Engine, answers: Vec<LabelledAnswer>) -> Result<Vec<Observation>, Error> {
-    let model = ScoreModel::fitted();
-    let held_out = held_out_questions(&answers);
+/// How the labelled answers are reviewed: against their corpus question's rubric, or ad hoc
+/// against the question's text and reference answers only (as a user without the corpus would).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rubric {
+    Corpus,
+    AdHoc,
+}
+
+pub fn observe(engine: &Engine, answers: &[LabelledAnswer], rubric: Rubric) -> Result<Vec<Observation>, Error> {
+    let models = ScoreModels::fitted();
+    let held_out = held_out_questions(answers);
+    let snapshot = engine.snapshot();
     answers
-        .into_iter()
+        .iter()
         .map(|label| {
-            let review = engine.review_with(&Target::Corpus(label.question_id.clone()), &label.answer, &model)?;
-            let held_out = held_out.contains(&label.question_id);
+            let target = match rubric {
+                Rubric::Corpus => Target::Corpus(label.question_id.clone()),
+                Rubric::AdHoc => {
+                    let entry = &snapshot
+                        .corpus()
+                        .get(&label.question_id)
+                        .ok_or_else(|| InternalError::Index(format!("{} is not in the corpus", label.question_id)))?
+                        .entry;
+                    let references = std::iter::once(&entry.answer).chain(&entry.alternatives).take(MAX_REFERENCES).cloned().collect();
+                    Target::AdHoc { question: entry.question.clone(), references, key_points: Vec::new() }
+                }
+            };
+            let review = engine.review_with(&target, &label.answer, &models)?;
             Ok(Observation {
-                label,
+                rubric,
+                label: label.clone(),
                 signals: review.signals,
                 flags: review.flags,
-                held_out,
+                held_out: held_out.contains(&label.question_id),
                 point_entailments: review.key_points.iter().map(|p| p.entailment).collect(),
                 point_similarities: review.key_points.iter().map(|p| p.similarity).collect(),
                 point_term_coverage: review.key_points.iter().map(|p| p.term_coverage).collect(),
@@ -88,6 +111,7 @@ pub fn observe(engine: &Engine, answers: Vec<LabelledAnswer>) -> Result<Vec<Obse
 
 /// One answer the score model is fitted on: its signals and flags, the score it deserves on 0–1,
 /// and how much it counts.
+#[derive(Clone)]
 pub struct FitRow {
     pub signals: Signals,
     pub flags: Vec<Flag>,
@@ -97,10 +121,110 @@ pub struct FitRow {
 
 impl FitRow {
     /// A graded answer of `eval/answers.toml`: it deserves `grade / 5`.
-    pub fn of_observation(observation: &Observation, weight: f64) -> FitRow {
-        FitRow { signals: observation.signals, flags: observation.flags.clone(), target: f64::from(observation.label.grade) / 5.0, weight }
+    pub fn of_observation(observation: &Observation) -> FitRow {
+        FitRow { signals: observation.signals, flags: observation.flags.clone(), target: f64::from(observation.label.grade) / 5.0, weight: 1.0 }
     }
 }
+
+/// Answers of one origin for the ad-hoc fit, with the question each answers (a cross-validation
+/// fold never splits a question).
+pub struct FitSource {
+    pub rows: Vec<FitRow>,
+    pub questions: Vec<String>,
+}
+
+/// The shares of the ad-hoc fit's weight tried for our answers; the rest is split evenly over the
+/// public train splits.
+pub const OUR_SHARES: [f64; 8] = [0.1, 0.25, 0.4, 0.5, 0.6, 0.75, 0.9, 1.0];
+const FOLDS: u64 = 4;
+
+/// How one share of our answers fared in cross-validation on the training answers.
+pub struct ShareReport {
+    pub share: f64,
+    /// Pearson of score and grade on our left-out questions (mean over folds).
+    pub our_pearson: f64,
+    /// AUC of the score for correct answers on the public left-out questions (mean over folds and splits).
+    pub public_auc: f64,
+}
+
+impl ShareReport {
+    /// What the share is chosen by: ours and the public answers count alike.
+    pub fn merit(&self) -> f64 {
+        (self.our_pearson + self.public_auc) / 2.0
+    }
+}
+
+/// A question's fold: FNV-1a of its text, so folds are stable across runs and machines.
+fn fold_of(question: &str) -> u64 {
+    question.bytes().fold(0xcbf2_9ce4_8422_2325u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x100_0000_01b3)) % FOLDS
+}
+
+/// The ad-hoc fit's rows without the questions of `left_out`: ours weigh `our_share` in total,
+/// each public source an even part of the rest, and weights average 1 so that the ridge
+/// penalty means the same as in an unweighted fit.
+fn blend(ours: &FitSource, public: &[FitSource], our_share: f64, left_out: Option<u64>) -> Vec<FitRow> {
+    let kept = |source: &FitSource| -> Vec<FitRow> {
+        source.rows.iter().zip(&source.questions).filter(|(_, q)| Some(fold_of(q)) != left_out).map(|(row, _)| row.clone()).collect()
+    };
+    let mut parts = vec![(kept(ours), our_share)];
+    parts.extend(public.iter().map(|source| (kept(source), (1.0 - our_share) / public.len().max(1) as f64)));
+    let total: usize = parts.iter().filter(|(_, share)| *share > 0.0).map(|(rows, _)| rows.len()).sum();
+    parts
+        .into_iter()
+        .filter(|(rows, share)| *share > 0.0 && !rows.is_empty())
+        .flat_map(|(rows, share)| {
+            let weight = share * total as f64 / rows.len() as f64;
+            rows.into_iter().map(move |row| FitRow { weight, ..row })
+        })
+        .collect()
+}
+
+/// Scores of the rows of `source` whose question is in `fold`, with their targets.
+fn validation(model: &ScoreModel, source: &FitSource, fold: u64) -> (Vec<f64>, Vec<f64>) {
+    source
+        .rows
+        .iter()
+        .zip(&source.questions)
+        .filter(|(_, q)| fold_of(q) == fold)
+        .map(|(row, _)| (f64::from(final_score(model.raw_score(&row.signals), &row.flags)), row.target))
+        .unzip()
+}
+
+/// Cross-validates every share in [`OUR_SHARES`] on the training answers (folds by question).
+pub fn cross_validate_shares(ours: &FitSource, public: &[FitSource]) -> Vec<ShareReport> {
+    OUR_SHARES
+        .iter()
+        .filter_map(|&share| {
+            let (mut pearsons, mut aucs) = (Vec::new(), Vec::new());
+            for fold in 0..FOLDS {
+                let model = fit(&blend(ours, public, share, Some(fold)), &[])?;
+                let (scores, targets) = validation(&model, ours, fold);
+                pearsons.push(pearson(&scores, &targets));
+                for source in public {
+                    let (scores, targets) = validation(&model, source, fold);
+                    let (correct, rest): (Vec<(f64, f64)>, Vec<(f64, f64)>) = scores.into_iter().zip(targets).partition(|(_, t)| *t >= 1.0);
+                    let auc = crate::eval::external::auc(&correct.iter().map(|c| c.0).collect::<Vec<_>>(), &rest.iter().map(|r| r.0).collect::<Vec<_>>());
+                    if auc.is_finite() {
+                        aucs.push(auc);
+                    }
+                }
+            }
+            let mean = |values: &[f64]| values.iter().sum::<f64>() / values.len().max(1) as f64;
+            Some(ShareReport { share, our_pearson: mean(&pearsons), public_auc: mean(&aucs) })
+        })
+        .collect()
+}
+
+/// The ad-hoc score model: the share of our answers with the best cross-validated merit, then
+/// fitted on all training answers with it; its bands are calibrated on `banded`.
+pub fn fit_ad_hoc(ours: &FitSource, public: &[FitSource], banded: &[&Observation]) -> Option<(ScoreModel, Vec<ShareReport>, f64)> {
+    let reports = cross_validate_shares(ours, public);
+    let best = if public.is_empty() { 1.0 } else { reports.iter().max_by(|a, b| a.merit().total_cmp(&b.merit()))?.share };
+    Some((fit(&blend(ours, public, best, None), banded)?, reports, best))
+}
+
+/// The sign each feature's weight must have (in `ScoreModel::FEATURES` order).
+const WEIGHT_SIGNS: [f64; 5] = [1.0, 1.0, 1.0, 1.0, -1.0];
 
 /// Weighted least-squares fit of the target on the features, over the answers no flag
 /// disqualifies (their score is capped whatever the model says); the bands are then calibrated
@@ -115,14 +239,20 @@ pub fn fit(rows: &[FitRow], banded: &[&Observation]) -> Option<ScoreModel> {
             ([1.0, f[0], f[1], f[2], f[3], f[4]].map(|x| x * scale), row.target * scale)
         })
         .collect();
-    let mut solution = least_squares(&weighted, 1e-3)?;
-    // A contradiction must never raise a score: when the fit gives it a positive weight, the
-    // signal carries no usable information here, so it is fitted again without it (weight 0).
-    if solution[5] > 0.0 {
-        let without: Vec<([f64; 6], f64)> = weighted.iter().map(|(x, y)| ([x[0], x[1], x[2], x[3], x[4], 0.0], *y)).collect();
-        solution = least_squares(&without, 1e-3)?;
-        solution[5] = 0.0;
-    }
+    // Evidence of a good answer must never lower a score and a contradiction never raise it:
+    // while a weight has the wrong sign, the worst one's signal carries no usable information
+    // here, so it is left out (weight 0) and the rest fitted again.
+    let mut left_out = [false; 6];
+    let solution = loop {
+        let kept: Vec<([f64; 6], f64)> =
+            weighted.iter().map(|(x, y)| (std::array::from_fn(|i| if left_out[i] { 0.0 } else { x[i] }), *y)).collect();
+        let solution = least_squares(&kept, 1e-3)?;
+        let wrong = (1..6).filter(|&i| !left_out[i] && solution[i] * WEIGHT_SIGNS[i - 1] < 0.0);
+        match wrong.min_by(|&a, &b| (solution[a] * WEIGHT_SIGNS[a - 1]).total_cmp(&(solution[b] * WEIGHT_SIGNS[b - 1]))) {
+            Some(worst) => left_out[worst] = true,
+            None => break std::array::from_fn::<f64, 6, _>(|i| if left_out[i] { 0.0 } else { solution[i] }),
+        }
+    };
     let weights = [solution[1], solution[2], solution[3], solution[4], solution[5]].map(|w| w as f32);
     let linear = ScoreModel::from_weights(solution[0] as f32, weights, [40.0, 70.0, 90.0]);
     let scored: Vec<(f32, Band)> = banded

@@ -19,7 +19,10 @@ fn metrics_of_known_rankings() {
     assert_eq!(averaged.mrr_at_10, 0.5);
 }
 
-use askmark::eval::review::{average_ranks, least_squares, pairwise_accuracy, pearson, spearman};
+use askmark::eval::review::{
+    average_ranks, cross_validate_shares, fit, fit_ad_hoc, least_squares, pairwise_accuracy, pearson, spearman, FitRow, FitSource, OUR_SHARES,
+};
+use askmark::review::Signals;
 use proptest::prelude::*;
 
 #[test]
@@ -34,6 +37,60 @@ fn least_squares_recovers_an_exact_linear_relation() {
     for (got, want) in solution.iter().zip([0.5, 2.0, -1.5]) {
         assert!((got - want).abs() < 1e-9, "{solution:?}");
     }
+}
+
+/// `n` answers to 20 questions with features spread over 0–1 (a fixed sequence) and the target `target` gives them.
+fn source(n: usize, seed: u64, target: impl Fn(&Signals) -> f64) -> FitSource {
+    let mut state = seed;
+    let mut next = move || {
+        state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (state >> 40) as f32 / (1u64 << 24) as f32
+    };
+    let rows: Vec<FitRow> = (0..n)
+        .map(|_| {
+            let signals = Signals {
+                key_point_entailment: next(),
+                key_points_covered: next(),
+                reference_similarity: next(),
+                term_coverage: next(),
+                contradiction: next(),
+                ..Signals::default()
+            };
+            FitRow { target: target(&signals), signals, flags: Vec::new(), weight: 1.0 }
+        })
+        .collect();
+    FitSource { questions: (0..n).map(|i| format!("question {}", i % 20)).collect(), rows }
+}
+
+#[test]
+fn the_share_of_our_answers_decides_whose_relation_the_ad_hoc_fit_learns() {
+    // Ours are graded by entailment, the public answers are correct when they are close to the reference.
+    let ours = source(200, 1, |s| 0.2 * f64::from(s.key_point_entailment) + 0.1);
+    let public = [source(400, 2, |s| if s.reference_similarity > 0.5 { 1.0 } else { 0.3 })];
+    let reports = cross_validate_shares(&ours, &public);
+    assert_eq!(reports.iter().map(|r| r.share).collect::<Vec<_>>(), OUR_SHARES.to_vec());
+    let (least, most) = (&reports[0], &reports[reports.len() - 1]);
+    assert!(most.our_pearson > 0.99, "only ours: their exact relation ({})", most.our_pearson);
+    assert!(least.public_auc > 0.95 && least.public_auc > most.public_auc + 0.2, "{} vs {}", least.public_auc, most.public_auc);
+    let (_, _, chosen) = fit_ad_hoc(&ours, &public, &[]).unwrap();
+    let best = reports.iter().map(|r| r.merit()).fold(f64::MIN, f64::max);
+    assert_eq!(reports.iter().find(|r| r.share == chosen).unwrap().merit(), best);
+    let (alone, _, share) = fit_ad_hoc(&ours, &[], &[]).unwrap();
+    assert_eq!(share, 1.0, "without public answers only ours count");
+    assert!((alone.key_point_entailment - 0.2).abs() < 0.01 && (alone.bias - 0.1).abs() < 0.01, "{alone:?}");
+}
+
+#[test]
+fn a_fitted_weight_never_has_the_wrong_sign() {
+    // Closeness to the reference lowers these grades and contradictions raise them: neither may
+    // be learned, and the sign-free part of the relation still is.
+    let rows = source(200, 3, |s| 0.1 + 0.5 * f64::from(s.term_coverage) - 0.3 * f64::from(s.reference_similarity) + 0.2 * f64::from(s.contradiction)).rows;
+    let model = fit(&rows, &[]).unwrap();
+    assert_eq!((model.reference_similarity, model.contradiction), (0.0, 0.0), "{model:?}");
+    assert!(model.term_coverage > 0.4, "{model:?}");
+    let free = source(200, 4, |s| 0.1 + 0.5 * f64::from(s.term_coverage) - 0.3 * f64::from(s.contradiction)).rows;
+    let model = fit(&free, &[]).unwrap();
+    assert!((model.contradiction + 0.3).abs() < 0.01 && (model.term_coverage - 0.5).abs() < 0.01, "{model:?}");
 }
 
 #[test]

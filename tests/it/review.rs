@@ -2,7 +2,7 @@
 //! these tests (the labelled evaluation set is in eval/answers.toml and is never used by tests).
 
 use askmark::error::{Error, UserError};
-use askmark::review::{Band, Coverage, Flag, Target};
+use askmark::review::{final_score, Band, Coverage, Flag, ScoreModels, Target};
 use askmark::text::sentences;
 
 use crate::common::{ENGINE, MODELS};
@@ -114,6 +114,23 @@ fn an_ad_hoc_question_is_reviewed_against_its_own_references() {
 }
 
 #[test]
+fn a_corpus_question_and_an_ad_hoc_one_are_scored_by_their_own_models() {
+    let models = ScoreModels::fitted();
+    assert_ne!(models.corpus, models.ad_hoc);
+    let snapshot = ENGINE.snapshot();
+    let gil = &snapshot.corpus().get("gil").unwrap().entry;
+    let ad_hoc = Target::AdHoc { question: gil.question.clone(), references: vec![gil.answer.clone()], key_points: Vec::new() };
+    for (target, model, other) in
+        [(Target::Corpus("gil".into()), &models.corpus, &models.ad_hoc), (ad_hoc, &models.ad_hoc, &models.corpus)]
+    {
+        let verdict = ENGINE.review(&target, GIL_GOOD).unwrap();
+        let score = |m: &askmark::review::ScoreModel| final_score(m.raw_score(&verdict.signals), &verdict.flags).round() as u8;
+        assert_eq!(verdict.score, score(model), "{target:?}");
+        assert_ne!(verdict.score, score(other), "{target:?}: both models agree here, so this test would not tell them apart");
+    }
+}
+
+#[test]
 fn a_pathological_answer_is_read_as_a_bounded_number_of_passages() {
     let one_word_sentences = "Word. ".repeat(1600);
     let passages = askmark::review::passages(&one_word_sentences, 48);
@@ -146,6 +163,25 @@ fn sentences_keep_every_word_of_the_text() {
     let text = "First sentence. Second one?  Third!\nA code line: x = f(1)\n\nLast";
     let split = sentences(text);
     assert_eq!(split, vec!["First sentence.", "Second one?", "Third!", "A code line: x = f(1)", "Last"]);
+}
+
+#[test]
+fn the_judge_entails_a_point_by_itself_and_not_by_a_vague_answer_with_its_words() {
+    // A question held out of the judge's training: its key point against itself, a vague answer
+    // with its words and a misstatement of it.
+    let point = "Default argument values are evaluated once, when the def statement executes, not on each call.";
+    let verdicts = MODELS
+        .judge
+        .judge(&[
+            (point, point),
+            ("Default arguments are something Python handles in its own way, and they can matter for how functions behave \
+              in some situations.", point),
+            ("Default argument values are evaluated again on each call, when the function is invoked.", point),
+        ])
+        .expect("judge");
+    assert!(verdicts[0].entailment > 0.5, "the point itself: {:?}", verdicts[0]);
+    assert!(verdicts[1].entailment < 0.5, "a vague answer: {:?}", verdicts[1]);
+    assert!(verdicts[2].contradiction > 0.5, "a misstatement: {:?}", verdicts[2]);
 }
 
 #[test]
