@@ -5,6 +5,7 @@
 
 use std::ops::{Deref, DerefMut};
 use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 pub struct Pool<T> {
     idle: Mutex<Vec<T>>,
@@ -76,21 +77,40 @@ pub enum Priority {
 }
 
 /// At most one model run per core at a time, across every model: a run enters the gate first,
-/// and a free place goes to a waiting interactive run before any batch run. So a search waits
-/// for at most one batch of another request's work, and runs at full speed once in.
+/// and a free place goes to a waiting interactive run before any batch run. While searches are
+/// coming in (one entered within `INTERACTIVE_RESERVE`), batch runs leave one place free for
+/// the next search, so a search does not wait for a batch run to finish; the place goes back to
+/// batch work once searches stop.
 pub struct Gate {
     state: Mutex<GateState>,
     opened: Condvar,
 }
 
+/// How long after an interactive run entered the gate one place stays kept for interactive runs.
+pub const INTERACTIVE_RESERVE: Duration = Duration::from_millis(250);
+
 struct GateState {
+    places: usize,
     free: usize,
     interactive_waiting: usize,
+    last_interactive: Option<Instant>,
+}
+
+impl GateState {
+    /// Places batch runs may not take now.
+    fn reserved(&self) -> usize {
+        let searching = self.last_interactive.is_some_and(|at| at.elapsed() < INTERACTIVE_RESERVE);
+        usize::from(searching && self.places > 1)
+    }
 }
 
 impl Gate {
     pub fn new(places: usize) -> Gate {
-        Gate { state: Mutex::new(GateState { free: places.max(1), interactive_waiting: 0 }), opened: Condvar::new() }
+        let places = places.max(1);
+        Gate {
+            state: Mutex::new(GateState { places, free: places, interactive_waiting: 0, last_interactive: None }),
+            opened: Condvar::new(),
+        }
     }
 
     /// Places free right now: how many threads one request may usefully spread its runs over
@@ -107,15 +127,18 @@ impl Gate {
         loop {
             let may_enter = match priority {
                 Priority::Interactive => state.free > 0,
-                Priority::Batch => state.free > 0 && state.interactive_waiting == 0,
+                Priority::Batch => state.free > state.reserved() && state.interactive_waiting == 0,
             };
             if may_enter {
                 break;
             }
-            state = self.opened.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
+            // A batch run kept out by the reserve re-checks when the reserve lapses, even if no
+            // run leaves the gate before then.
+            state = self.opened.wait_timeout(state, INTERACTIVE_RESERVE).unwrap_or_else(|poisoned| poisoned.into_inner()).0;
         }
         if priority == Priority::Interactive {
             state.interactive_waiting -= 1;
+            state.last_interactive = Some(Instant::now());
         }
         state.free -= 1;
         Pass { gate: self }

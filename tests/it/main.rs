@@ -12,6 +12,7 @@ mod embeddings;
 mod eval;
 mod fusion;
 mod index;
+mod pool;
 mod review;
 mod search;
 mod server;
