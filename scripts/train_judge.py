@@ -118,19 +118,26 @@ def domain_pairs(rng):
     return train, held_out, extra_train, held_out_extra, files
 
 
+def key_points_by_question(rows):
+    """The distinct key points of each question's pairs."""
+    points = {}
+    for row in rows:
+        points.setdefault(row["question_id"], set()).add(row["key_point"])
+    return points
+
+
 def restatement_pairs(rows, rng):
     """Entailments that share most words with their key point: the point itself, the point
     beside another true statement of its question, and the point read against its own
     paraphrase. The written contradictions are near-copies of their point with one fact changed;
     without these the judge learns that a near-copy is a contradiction, and the key point
     itself (or a candidate's close restatement of it) is judged to contradict the point."""
-    points, entailing = {}, {}
+    entailing = {}
     for row in rows:
-        points.setdefault(row["question_id"], set()).add(row["key_point"])
         if row["label"] == "entailment":
             entailing.setdefault(row["question_id"], []).append((row["key_point"], row["text"], row["kind"]))
     out = []
-    for question, names in sorted(points.items()):
+    for question, names in sorted(key_points_by_question(rows).items()):
         statements = entailing.get(question, [])
         for point in sorted(names):
             out.append((point, point, "entailment", question))
@@ -146,9 +153,7 @@ def restatement_pairs(rows, rng):
 def vague_pairs(rows, vague, rng):
     """Each vague answer of train/vague/ (on topic, committing to nothing) against up to
     VAGUE_POINTS key points of its question: neutral."""
-    points = {}
-    for row in rows:
-        points.setdefault(row["question_id"], set()).add(row["key_point"])
+    points = key_points_by_question(rows)
     out = []
     for row in vague:
         names = sorted(points.get(row["question_id"], ()))

@@ -466,32 +466,13 @@ fn print_review_eval(
     };
     let models = match &fit {
         Some(path) => {
-            let rows_of = |observed: &[&review_eval::Observation]| -> Vec<review_eval::FitRow> {
-                observed.iter().map(|o| review_eval::FitRow::of_observation(o)).collect()
-            };
-            let corpus_model = review_eval::fit(&rows_of(&corpus_train), &corpus_train).context("the corpus fit is singular")?;
-            let ours = review_eval::FitSource {
-                rows: rows_of(&ad_hoc_train),
-                questions: ad_hoc_train.iter().map(|o| o.label.question_id.clone()).collect(),
-            };
-            let public: Vec<review_eval::FitSource> = public_train
-                .iter()
-                .map(|(_, observed)| review_eval::FitSource {
-                    rows: observed
-                        .iter()
-                        .map(|o| review_eval::FitRow {
-                            signals: o.signals,
-                            flags: o.flags.clone(),
-                            target: o.answer.label.target(&o.answer.raw_label),
-                            weight: 1.0,
-                        })
-                        .collect(),
-                    questions: observed.iter().map(|o| o.answer.question.clone()).collect(),
-                })
-                .collect();
+            let corpus_model =
+                review_eval::fit(&review_eval::FitSource::ours(&corpus_train).rows, &corpus_train).context("the corpus fit is singular")?;
+            let ours = review_eval::FitSource::ours(&ad_hoc_train);
+            let public: Vec<review_eval::FitSource> = public_train.iter().map(|(_, observed)| review_eval::FitSource::public(observed)).collect();
             let (ad_hoc_model, shares, share) =
                 review_eval::fit_ad_hoc(&ours, &public, &ad_hoc_train).context("the ad-hoc fit is singular")?;
-            if !public.is_empty() {
+            if !shares.is_empty() {
                 println!("ad-hoc fit, 4-fold cross-validation on the training answers (folds by question):");
                 println!("| share of ours | Pearson, ours | AUC, public | merit (mean) |\n|---|---|---|---|");
                 for r in &shares {

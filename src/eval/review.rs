@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::Engine;
 use crate::error::{Error, InternalError};
+use crate::eval::external::ExternalObservation;
 use crate::review::{final_score, is_disqualified, Band, Flag, ScoreModel, ScoreModels, Signals, Target, MAX_REFERENCES};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -133,6 +134,27 @@ pub struct FitSource {
     pub questions: Vec<String>,
 }
 
+impl FitSource {
+    /// Graded answers of `eval/answers.toml`.
+    pub fn ours(observed: &[&Observation]) -> FitSource {
+        FitSource {
+            rows: observed.iter().map(|o| FitRow::of_observation(o)).collect(),
+            questions: observed.iter().map(|o| o.label.question_id.clone()).collect(),
+        }
+    }
+
+    /// Public graded answers of one split: each deserves what its label says.
+    pub fn public(observed: &[ExternalObservation]) -> FitSource {
+        FitSource {
+            rows: observed
+                .iter()
+                .map(|o| FitRow { signals: o.signals, flags: o.flags.clone(), target: o.answer.label.target(&o.answer.raw_label), weight: 1.0 })
+                .collect(),
+            questions: observed.iter().map(|o| o.answer.question.clone()).collect(),
+        }
+    }
+}
+
 /// The shares of the ad-hoc fit's weight tried for our answers; the rest is split evenly over the
 /// public train splits.
 pub const OUR_SHARES: [f64; 8] = [0.1, 0.25, 0.4, 0.5, 0.6, 0.75, 0.9, 1.0];
@@ -217,9 +239,13 @@ pub fn cross_validate_shares(ours: &FitSource, public: &[FitSource]) -> Vec<Shar
 
 /// The ad-hoc score model: the share of our answers with the best cross-validated merit, then
 /// fitted on all training answers with it; its bands are calibrated on `banded`.
+/// Without public answers only ours count: nothing to cross-validate, no reports.
 pub fn fit_ad_hoc(ours: &FitSource, public: &[FitSource], banded: &[&Observation]) -> Option<(ScoreModel, Vec<ShareReport>, f64)> {
+    if public.is_empty() {
+        return Some((fit(&ours.rows, banded)?, Vec::new(), 1.0));
+    }
     let reports = cross_validate_shares(ours, public);
-    let best = if public.is_empty() { 1.0 } else { reports.iter().max_by(|a, b| a.merit().total_cmp(&b.merit()))?.share };
+    let best = reports.iter().max_by(|a, b| a.merit().total_cmp(&b.merit()))?.share;
     Some((fit(&blend(ours, public, best, None), banded)?, reports, best))
 }
 
