@@ -23,7 +23,7 @@ use crate::judge::{OnnxJudge, PairJudge};
 use crate::pool::Gate;
 use crate::review::{Review, Reviewer, ScoreModels, Target};
 use crate::search::{
-    FusionParams, Neighbours, QueryCache, RankingSignals, RelatedHit, SearchRequest, SearchResults, Searcher,
+    FusionParams, QueryCache, RankingSignals, RelatedHit, RelatedParams, SearchRequest, SearchResults, Searcher,
 };
 
 /// The models the engine runs: the sentence embedder and the pair judge.
@@ -279,10 +279,10 @@ impl Engine {
         self.searcher(&snapshot).related(id, limit)
     }
 
-    /// `related` with another way of finding neighbours and another floor (for the eval).
-    pub fn related_with(&self, id: &str, limit: usize, method: Neighbours, floor: f32) -> Result<Vec<RelatedHit>, Error> {
+    /// `related` with other ways of finding neighbours (for the eval).
+    pub fn related_with(&self, id: &str, limit: usize, params: &RelatedParams) -> Result<Vec<RelatedHit>, Error> {
         let snapshot = self.snapshot();
-        self.searcher(&snapshot).related_with(id, limit, method, floor)
+        self.searcher(&snapshot).related_with(id, limit, params)
     }
 
     /// What each ranking of the hybrid search says about `query`, before fusion (for the eval).

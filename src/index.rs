@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use tracing::info;
 
 use crate::corpus::{Corpus, Question};
-use crate::embed::{Embedder, ModelInfo};
+use crate::embed::{mean_direction, Embedder, ModelInfo};
 use crate::error::InternalError;
 use crate::lexical::LexicalIndex;
 use crate::vectors::{PointPayload, VectorBackend, VectorLocation, VectorPoint, VectorStore};
@@ -54,6 +54,14 @@ pub struct QuestionEmbeddings {
     pub misconceptions: Vec<Vec<f32>>,
 }
 
+impl QuestionEmbeddings {
+    /// What the question is about: the direction of its reference answer and key points together.
+    pub fn content(&self) -> Vec<f32> {
+        let parts: Vec<&[f32]> = self.references.iter().take(1).chain(&self.key_points).map(Vec::as_slice).collect();
+        mean_direction(&parts)
+    }
+}
+
 pub type EmbeddingTable = BTreeMap<String, QuestionEmbeddings>;
 
 /// One loaded, immutable index generation.
@@ -63,6 +71,8 @@ pub struct Generation {
     pub lexical: LexicalIndex,
     pub vectors: Arc<dyn VectorStore>,
     pub embeddings: EmbeddingTable,
+    /// Each question's content vector (`QuestionEmbeddings::content`), computed once at open.
+    pub content: BTreeMap<String, Vec<f32>>,
 }
 
 /// The `index/` folder.
@@ -241,11 +251,13 @@ impl IndexDir {
     fn open_generation(&self, dir: &Path) -> Result<Generation, InternalError> {
         let manifest = read_manifest(dir)?;
         let vectors = self.backend.open(dir, &manifest.vectors, manifest.model.dimension)?;
+        let embeddings = read_embeddings(dir)?;
         Ok(Generation {
             dir: dir.to_path_buf(),
             lexical: LexicalIndex::open(&dir.join("lexical"))?,
             vectors,
-            embeddings: read_embeddings(dir)?,
+            content: embeddings.iter().map(|(id, vectors)| (id.clone(), vectors.content())).collect(),
+            embeddings,
             manifest,
         })
     }

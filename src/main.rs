@@ -18,7 +18,7 @@ use askmark::eval::{external as external_eval, related as related_eval, review a
 use askmark::index::IndexDir;
 use askmark::pool::Gate;
 use askmark::review::{final_score, Band, Coverage, Flag, ScoreModel, ScoreModels, Target};
-use askmark::search::{Mode, Neighbours, RelevanceFloor, SearchRequest, NEIGHBOUR_FLOOR};
+use askmark::search::{Mode, Neighbours, RelatedParams, RelevanceFloor, SearchRequest};
 use askmark::filter::SearchFilter;
 use askmark::vectors::VectorBackend;
 
@@ -422,22 +422,25 @@ cross-check: chosen on one half of the queries, scored on the other half:");
 fn print_related_eval(engine: &Engine, judgements: &[related_eval::Judgement]) -> anyhow::Result<()> {
     const LIMIT: usize = 6;
     println!("related evaluation: {} questions, lists of up to {LIMIT}\n", judgements.len());
-    println!("| neighbours by | floor | precision@3 of the neighbour tail | neighbours shown (of 3) | nDCG@5 of the list |");
-    println!("|---|---|---|---|---|");
-    let mut settings: Vec<(Neighbours, f32)> = Neighbours::ALL.iter().map(|method| (*method, -1.0)).collect();
-    settings.extend([0.45, 0.5, 0.55, 0.6, 0.65].map(|floor| (Neighbours::Content, floor)));
-    settings.extend([0.55, 0.6, 0.65, 0.7, 0.75, 0.8].map(|floor| (Neighbours::ContentAndTags, floor)));
-    for (method, floor) in settings {
+    println!("| neighbours by | questions leading here | floor | precision@3 of the tail | shown in the tail (of 3) | nDCG@5 of the list |");
+    println!("|---|---|---|---|---|---|");
+    let params = |method, floor, leads_here| RelatedParams { method, floor, leads_here };
+    let mut settings: Vec<RelatedParams> = Neighbours::ALL.iter().map(|method| params(*method, -1.0, false)).collect();
+    settings.extend([0.45, 0.5, 0.55, 0.6, 0.65].map(|floor| params(Neighbours::Content, floor, false)));
+    settings.extend([0.55, 0.6, 0.65, 0.7, 0.75, 0.8].map(|floor| params(Neighbours::ContentAndTags, floor, false)));
+    settings.extend([-1.0, 0.6, 0.65, 0.7, 0.75, 0.8].map(|floor| params(Neighbours::ContentAndTags, floor, true)));
+    for setting in settings {
         let lists = judgements
             .iter()
-            .map(|j| Ok((j.id.clone(), engine.related_with(&j.id, LIMIT, method, floor)?)))
+            .map(|j| Ok((j.id.clone(), engine.related_with(&j.id, LIMIT, &setting)?)))
             .collect::<anyhow::Result<std::collections::HashMap<_, _>>>()?;
         let m = related_eval::evaluate(&lists, judgements);
-        let floor = if floor < 0.0 { "none".to_string() } else { format!("{floor:.2}") };
-        let default = if method == Neighbours::ContentAndTags && floor == format!("{NEIGHBOUR_FLOOR:.2}") { " (default)" } else { "" };
+        let floor = if setting.floor < 0.0 { "none".to_string() } else { format!("{:.2}", setting.floor) };
+        let default = if setting == RelatedParams::default() { " (default)" } else { "" };
+        let leads_here = if setting.leads_here { "first" } else { "no" };
         println!(
-            "| {}{default} | {floor} | {:.3} | {:.2} | {:.3} |",
-            method.as_str(), m.precision_at_3, m.neighbours_shown, m.ndcg_at_5
+            "| {}{default} | {leads_here} | {floor} | {:.3} | {:.2} | {:.3} |",
+            setting.method.as_str(), m.precision_at_3, m.neighbours_shown, m.ndcg_at_5
         );
     }
     Ok(())

@@ -8,7 +8,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::corpus::{Corpus, Difficulty, Question};
-use crate::embed::{cosine, mean_direction, Embedder};
+use crate::embed::{cosine, Embedder};
 use crate::error::{Error, InternalError, UserError};
 use crate::index::{Generation, QuestionEmbeddings};
 use crate::lexical::Snippet;
@@ -26,14 +26,31 @@ const NEAR_DUPLICATE_COSINE: f32 = 0.9;
 /// A neighbour whose question text is this close is the same question asked again.
 const SAME_QUESTION_COSINE: f32 = 0.98;
 /// Neighbours less related than this (content cosine plus shared tags) are not shown: a shorter
-/// list beats a wrong one. Chosen with `askmark eval related` on eval/related.toml: the highest
-/// precision that still shows one neighbour per question on average.
-pub const NEIGHBOUR_FLOOR: f32 = 0.65;
+/// list beats a wrong one. Chosen with `askmark eval related` on eval/related.toml: the lowest
+/// floor at which precision@3 of the tail (questions leading here, then neighbours) reaches 0.8;
+/// the tail still shows more than one question per question on average.
+pub const NEIGHBOUR_FLOOR: f32 = 0.75;
 /// What sharing all tags adds to the content cosine of two questions (Jaccard of their tag sets
 /// times this). The corpus's curated follow-ups say how much tags count: a logistic regression
 /// of "is a curated follow-up" on the content cosine and the tag Jaccard over all pairs of
 /// questions weighs them 1.14 : 1.
 const TAG_WEIGHT: f32 = 1.0;
+
+/// How `related` fills the list after the curated follow-ups.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RelatedParams {
+    pub method: Neighbours,
+    /// Neighbours less related than this are not shown.
+    pub floor: f32,
+    /// Whether the questions that name this one as their follow-up come next.
+    pub leads_here: bool,
+}
+
+impl Default for RelatedParams {
+    fn default() -> RelatedParams {
+        RelatedParams { method: Neighbours::ContentAndTags, floor: NEIGHBOUR_FLOOR, leads_here: true }
+    }
+}
 
 /// When a query matches nothing in the corpus, by the best semantic score any question gets
 /// (`semantic_scores`): below `any` whatever the lexical side found, below `without_lexical` when
@@ -207,7 +224,11 @@ pub struct SearchResults {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RelatedReason {
+    /// One of the question's curated follow-ups.
     FollowUp,
+    /// A question that names this one as its curated follow-up (what usually comes before it).
+    LeadsHere,
+    /// A neighbour by content and shared tags, above the floor.
     Similar,
 }
 
@@ -436,46 +457,60 @@ impl Searcher<'_> {
         })
     }
 
-    /// Curated follow-ups first, then the nearest neighbours by what the questions are about
-    /// (`Neighbours::ContentAndTags`), above a floor, each with why it is related; never the question
-    /// itself and never two near-duplicates of each other. Reads stored vectors only.
+    /// Curated follow-ups first, then the questions that name this one as their follow-up, then
+    /// the nearest neighbours by what the questions are about (`Neighbours::ContentAndTags`) above
+    /// a floor, each with why it is related; never the question itself and never two
+    /// near-duplicates of each other. Reads stored vectors only.
     pub fn related(&self, id: &str, limit: usize) -> Result<Vec<RelatedHit>, Error> {
-        self.related_with(id, limit, Neighbours::ContentAndTags, NEIGHBOUR_FLOOR)
+        self.related_with(id, limit, &RelatedParams::default())
     }
 
-    /// `related` with another way of finding neighbours and another floor (for the eval).
-    pub fn related_with(&self, id: &str, limit: usize, method: Neighbours, floor: f32) -> Result<Vec<RelatedHit>, Error> {
+    /// `related` with other ways of finding neighbours (for the eval).
+    pub fn related_with(&self, id: &str, limit: usize, params: &RelatedParams) -> Result<Vec<RelatedHit>, Error> {
         if !(1..=MAX_LIMIT).contains(&limit) {
             return Err(UserError::InvalidQuery(format!("limit must be between 1 and {MAX_LIMIT}")).into());
         }
         let question = self.question(id)?;
-        let embeddings = &self.generation.embeddings;
-        let own = embeddings.get(id).ok_or_else(|| InternalError::Index(format!("no embeddings for {id}")))?;
-        let own_content = content_vector(own);
+        let (embeddings, content) = (&self.generation.embeddings, &self.generation.content);
+        let (Some(own), Some(own_content)) = (embeddings.get(id), content.get(id)) else {
+            return Err(InternalError::Index(format!("no embeddings for {id}")).into());
+        };
+        let neighbours = self.neighbours(id, params.method)?;
+        let leads_here = neighbours
+            .iter()
+            .filter(|(other, _)| params.leads_here && self.corpus.get(other).is_some_and(|q| q.entry.follow_ups.iter().any(|f| f == id)))
+            .map(|(other, _)| (other, RelatedReason::LeadsHere));
+        let similar = neighbours
+            .iter()
+            .take_while(|(_, relatedness)| *relatedness >= params.floor)
+            .map(|(other, _)| (other, RelatedReason::Similar));
+        let candidates = question.entry.follow_ups.iter().map(|f| (f, RelatedReason::FollowUp)).chain(leads_here).chain(similar);
         let mut chosen: Vec<RelatedHit> = Vec::new();
         let mut chosen_vectors: Vec<&[f32]> = Vec::new();
-        for follow_up in question.entry.follow_ups.iter().take(limit) {
-            let (Some(other), Some(vectors)) = (self.corpus.get(follow_up), embeddings.get(follow_up)) else { continue };
-            chosen_vectors.push(&vectors.question);
-            let similarity = cosine(&own_content, &content_vector(vectors));
-            chosen.push(related_hit(other, RelatedReason::FollowUp, similarity, "a curated follow-up".to_string()));
-        }
-        for (neighbour, relatedness) in self.neighbours(id, method)? {
-            if chosen.len() >= limit || relatedness < floor {
+        for (other_id, reason) in candidates {
+            if chosen.len() >= limit {
                 break;
             }
-            if chosen.iter().any(|hit| hit.id == neighbour) {
+            let (Some(other), Some(vectors), Some(other_content)) = (self.corpus.get(other_id), embeddings.get(other_id), content.get(other_id))
+            else {
+                continue;
+            };
+            if chosen.iter().any(|hit| &hit.id == other_id) {
                 continue;
             }
-            let (Some(other), Some(vectors)) = (self.corpus.get(&neighbour), embeddings.get(&neighbour)) else { continue };
-            if cosine(&own.question, &vectors.question) >= SAME_QUESTION_COSINE
-                || chosen_vectors.iter().any(|v| cosine(v, &vectors.question) >= NEAR_DUPLICATE_COSINE)
+            if reason != RelatedReason::FollowUp
+                && (cosine(&own.question, &vectors.question) >= SAME_QUESTION_COSINE
+                    || chosen_vectors.iter().any(|v| cosine(v, &vectors.question) >= NEAR_DUPLICATE_COSINE))
             {
                 continue;
             }
             chosen_vectors.push(&vectors.question);
-            let why = why_related(question, other, &own_content, vectors);
-            chosen.push(related_hit(other, RelatedReason::Similar, cosine(&own_content, &content_vector(vectors)), why));
+            let why = match reason {
+                RelatedReason::FollowUp => "a curated follow-up".to_string(),
+                RelatedReason::LeadsHere => "asks this question as a curated follow-up".to_string(),
+                RelatedReason::Similar => why_related(question, other, own_content, vectors),
+            };
+            chosen.push(related_hit(other, reason, cosine(own_content, other_content), why));
         }
         Ok(chosen)
     }
@@ -483,14 +518,15 @@ impl Searcher<'_> {
     /// Every other question, closest first, by `method`.
     pub fn neighbours(&self, id: &str, method: Neighbours) -> Result<Vec<(String, f32)>, Error> {
         let own_tags = &self.question(id)?.entry.tags;
-        let embeddings = &self.generation.embeddings;
-        let own = embeddings.get(id).ok_or_else(|| InternalError::Index(format!("no embeddings for {id}")))?;
-        let own_vector = method.vector(own);
-        let mut ranked: Vec<(String, f32)> = embeddings
-            .iter()
-            .filter(|(other, _)| other.as_str() != id)
-            .map(|(other, vectors)| {
-                let mut score = cosine(&own_vector, &method.vector(vectors));
+        let generation = self.generation;
+        let own = method.vector(generation, id).ok_or_else(|| InternalError::Index(format!("no embeddings for {id}")))?;
+        let mut ranked: Vec<(String, f32)> = generation
+            .embeddings
+            .keys()
+            .filter(|other| other.as_str() != id)
+            .filter_map(|other| method.vector(generation, other).map(|vector| (other, vector)))
+            .map(|(other, vector)| {
+                let mut score = cosine(own, vector);
                 if method == Neighbours::ContentAndTags {
                     score += TAG_WEIGHT * self.corpus.get(other).map_or(0.0, |q| tag_overlap(own_tags, &q.entry.tags));
                 }
@@ -525,10 +561,10 @@ impl Neighbours {
         }
     }
 
-    fn vector(self, embeddings: &QuestionEmbeddings) -> Vec<f32> {
+    fn vector<'g>(self, generation: &'g Generation, id: &str) -> Option<&'g [f32]> {
         match self {
-            Neighbours::QuestionText => embeddings.question.clone(),
-            Neighbours::Content | Neighbours::ContentAndTags => content_vector(embeddings),
+            Neighbours::QuestionText => generation.embeddings.get(id).map(|e| e.question.as_slice()),
+            Neighbours::Content | Neighbours::ContentAndTags => generation.content.get(id).map(Vec::as_slice),
         }
     }
 }
@@ -542,13 +578,6 @@ fn tag_overlap(a: &[String], b: &[String]) -> f32 {
     } else {
         shared as f32 / all as f32
     }
-}
-
-/// What a question is about: the direction of its reference answer and key points together.
-fn content_vector(embeddings: &QuestionEmbeddings) -> Vec<f32> {
-    let parts: Vec<&[f32]> =
-        embeddings.references.iter().take(1).chain(&embeddings.key_points).map(Vec::as_slice).collect();
-    mean_direction(&parts)
 }
 
 /// Why `other` is related to `question`: the tags they share, or else the key point of `other`

@@ -59,6 +59,7 @@ function highlighted(snippet) {
 }
 
 const MATCHED = { lexical: "matched words", semantic: "matched meaning", both: "words + meaning" };
+const RELATED_BADGES = { follow_up: "follow-up", leads_here: "leads here", similar: "similar" };
 
 function renderResults(data) {
   const list = $("results");
@@ -142,7 +143,7 @@ async function openQuestion(id) {
     $("q-keypoints").replaceChildren(...question.key_points.map((point) => element("li", {}, point)));
     $("related").replaceChildren(...related.results.map((hit) =>
       element("li", {}, element("a", { href: `#/q/${encodeURIComponent(hit.id)}` }, hit.question),
-        " ", element("span", { class: "badge" }, hit.reason === "follow_up" ? "follow-up" : "similar"),
+        " ", element("span", { class: "badge" }, RELATED_BADGES[hit.reason]),
         element("span", { class: "why" }, hit.why))));
     $("answer").value = "";
     $("review").hidden = true;

@@ -47,7 +47,8 @@ pub fn load_judgements(path: &Path) -> Result<Vec<Judgement>, InternalError> {
 
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Metrics {
-    /// Share of the first three neighbours (not curated follow-ups) that are acceptable (grade ≥ 1);
+    /// Share of the first three places after the curated follow-ups (questions leading here and
+    /// neighbours) that are acceptable (grade ≥ 1);
     /// a question whose list has no neighbour counts its missing places as neither.
     pub precision_at_3: f64,
     /// Neighbours shown per question among the first three places after the follow-ups.
@@ -58,7 +59,7 @@ pub struct Metrics {
 
 /// Scores one list against one judgement: (acceptable neighbours, neighbours shown, nDCG@5).
 pub fn score_list(list: &[RelatedHit], judgement: &Judgement) -> (usize, usize, f64) {
-    let tail: Vec<&RelatedHit> = list.iter().filter(|hit| hit.reason == RelatedReason::Similar).take(3).collect();
+    let tail: Vec<&RelatedHit> = list.iter().filter(|hit| hit.reason != RelatedReason::FollowUp).take(3).collect();
     let acceptable = tail.iter().filter(|hit| judgement.grade(&hit.id) > 0).count();
     let gain = |grade: u8| f64::from((1u32 << grade) - 1);
     let dcg: f64 = list.iter().take(5).enumerate().map(|(i, hit)| gain(judgement.grade(&hit.id)) / ((i + 2) as f64).log2()).sum();

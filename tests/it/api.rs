@@ -323,6 +323,7 @@ pub(crate) fn app_over(store: Arc<dyn VectorStore>, config: ServerConfig) -> axu
         manifest: generation.manifest.clone(),
         lexical: LexicalIndex::open(&generation.dir.join("lexical")).unwrap(),
         vectors: store,
+        content: generation.content.clone(),
         embeddings: generation.embeddings.clone(),
     };
     let index = crate::common::index_dir(&generation.dir.join("../.."));

@@ -140,7 +140,9 @@ fn related_questions_start_with_the_curated_follow_ups() {
     for (hit, expected) in related.iter().zip(&question.entry.follow_ups) {
         assert_eq!((&hit.id, hit.reason), (expected, RelatedReason::FollowUp));
     }
-    assert!(related[curated..].iter().all(|hit| hit.reason == RelatedReason::Similar));
+    let reasons: Vec<RelatedReason> = related[curated..].iter().map(|hit| hit.reason).collect();
+    assert!(reasons.iter().all(|r| *r != RelatedReason::FollowUp), "{reasons:?}");
+    assert!(reasons.windows(2).all(|w| !(w[0] == RelatedReason::Similar && w[1] == RelatedReason::LeadsHere)), "{reasons:?}");
     assert!(related.iter().all(|hit| hit.id != "gil"));
     let mut seen: Vec<&str> = related.iter().map(|h| h.id.as_str()).collect();
     seen.sort_unstable();
@@ -154,7 +156,7 @@ fn similar_related_questions_are_not_near_duplicates_of_each_other() {
     for question in snapshot.corpus().questions().iter().take(40) {
         let related = ENGINE.related(question.id(), 8).unwrap();
         let vectors: Vec<&Vec<f32>> = related.iter().map(|hit| &snapshot.embeddings(&hit.id).unwrap().question).collect();
-        for (i, hit) in related.iter().enumerate().filter(|(_, hit)| hit.reason == RelatedReason::Similar) {
+        for (i, hit) in related.iter().enumerate().filter(|(_, hit)| hit.reason != RelatedReason::FollowUp) {
             for other in &vectors[..i] {
                 assert!(cosine(vectors[i], other) < 0.9, "{} has a near-duplicate before it", hit.id);
             }
@@ -182,6 +184,27 @@ fn similar_neighbours_are_ranked_by_content_and_shared_tags_down_to_the_floor() 
         tag_lifted += similar.iter().filter(|h| h.similarity < NEIGHBOUR_FLOOR).count();
     }
     assert!(tag_lifted > 0, "shared tags lift some neighbours whose content alone is below the floor");
+}
+
+#[test]
+fn questions_leading_here_are_exactly_those_naming_it_as_a_follow_up() {
+    let snapshot = ENGINE.snapshot();
+    let corpus = snapshot.corpus();
+    let mut shown = 0;
+    for question in corpus.questions() {
+        let id = question.id();
+        let leads_here = |other: &str| corpus.get(other).unwrap().entry.follow_ups.iter().any(|f| f == id);
+        let related = ENGINE.related(id, 50).unwrap();
+        for hit in related.iter().filter(|hit| hit.reason == RelatedReason::LeadsHere) {
+            assert!(leads_here(&hit.id), "{id}: {} does not name it as a follow-up", hit.id);
+            assert_eq!(hit.why, "asks this question as a curated follow-up");
+            shown += 1;
+        }
+        let expected = corpus.questions().iter().filter(|q| leads_here(q.id()) && !question.entry.follow_ups.contains(&q.entry.id)).count();
+        let found = related.iter().filter(|hit| hit.reason == RelatedReason::LeadsHere).count();
+        assert_eq!(found, expected, "{id}: every question naming it as a follow-up is listed");
+    }
+    assert!(shown > 0, "some question is named as a follow-up by a question it does not name itself");
 }
 
 #[test]
