@@ -385,8 +385,8 @@ fn print_search_eval(engine: &Engine, queries: Vec<search_eval::EvalQuery>, tune
     println!("| floor: any | floor: without a lexical match | precision of \"no match\" | recall | answerable queries emptied |");
     println!("|---|---|---|---|---|");
     let default_floor = RelevanceFloor::default();
-    for any in [0.15, 0.2, 0.21, 0.23, 0.25, 0.3] {
-        for without_lexical in [0.3, 0.35, 0.4].into_iter().filter(|floor| *floor >= any) {
+    for any in [0.25, 0.28, 0.3, 0.31, 0.32, 0.33, 0.35] {
+        for without_lexical in [0.35, 0.4, 0.45, 0.5].into_iter().filter(|floor| *floor >= any) {
             let floor = RelevanceFloor { any, without_lexical };
             let m = search_eval::no_match(&all, Mode::Hybrid, &engine.fusion(), &floor);
             let default = if floor == default_floor { " (default)" } else { "" };
@@ -400,8 +400,8 @@ fn print_search_eval(engine: &Engine, queries: Vec<search_eval::EvalQuery>, tune
         println!("\nbest fusion parameters (hybrid, by MRR@10 + nDCG@10):");
         let show = |params: &askmark::search::FusionParams, m: &search_eval::Metrics| {
             println!(
-                "k={:<5} lexical_weight={:<4} answer_weight={:<5} hit@1={:.3} hit@3={:.3} MRR@10={:.3} nDCG@10={:.3}",
-                params.k, params.lexical_weight, params.answer_weight, m.hit_at_1, m.hit_at_3, m.mrr_at_10, m.ndcg_at_10
+                "k={:<5} lexical_weight={:<4} answer_weight={:<5} key_point_weight={:<4} hit@1={:.3} hit@3={:.3} MRR@10={:.3} nDCG@10={:.3}",
+                params.k, params.lexical_weight, params.answer_weight, params.key_point_weight, m.hit_at_1, m.hit_at_3, m.mrr_at_10, m.ndcg_at_10
             );
         };
         for (params, m) in search_eval::tune(&all).into_iter().take(8) {

@@ -107,8 +107,10 @@ pub fn tune(signals: &[&QuerySignals]) -> Vec<(FusionParams, Metrics)> {
     for k in [5.0, 10.0, 20.0, 40.0, 60.0, 100.0] {
         for lexical_weight in [0.4, 0.6, 0.8, 1.0, 1.2] {
             for answer_weight in [0.0, 0.25, 0.5, 0.75] {
-                let params = FusionParams { k, lexical_weight, semantic_weight: 1.0, answer_weight };
-                results.push((params, evaluate(signals, Mode::Hybrid, &params, None)));
+                for key_point_weight in [0.0, 0.3] {
+                    let params = FusionParams { k, lexical_weight, semantic_weight: 1.0, answer_weight, key_point_weight };
+                    results.push((params, evaluate(signals, Mode::Hybrid, &params, None)));
+                }
             }
         }
     }

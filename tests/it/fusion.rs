@@ -33,7 +33,7 @@ proptest! {
         lexical_weight in 0.0f32..2.0,
         semantic_weight in 0.0f32..2.0,
     ) {
-        let params = FusionParams { k, lexical_weight, semantic_weight, answer_weight: 0.5 };
+        let params = FusionParams { k, lexical_weight, semantic_weight, answer_weight: 0.5, key_point_weight: 0.3 };
         let fused = fuse(&lexical, &semantic, &params);
         let expected = oracle(&lexical, &semantic, &params);
         prop_assert_eq!(fused.len(), expected.len());

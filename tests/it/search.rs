@@ -1,7 +1,7 @@
 use askmark::corpus::Difficulty;
 use askmark::embed::cosine;
 use askmark::error::{Error, UserError};
-use askmark::search::{MatchedBy, Mode, RelatedHit, RelatedReason, SearchRequest, NEIGHBOUR_FLOOR, NO_MATCH_HINT};
+use askmark::search::{FusionParams, MatchedBy, Mode, RelatedHit, RelatedReason, SearchRequest, NEIGHBOUR_FLOOR, NO_MATCH_HINT};
 use askmark::filter::SearchFilter;
 
 use crate::common::ENGINE;
@@ -93,6 +93,26 @@ fn a_typo_still_finds_the_question_lexically() {
 fn a_paraphrase_without_shared_words_is_found_semantically() {
     let top = ids(&request("run several jobs at once on all CPU cores", Mode::Semantic));
     assert!(top[..5].iter().any(|id| id == "threading-vs-multiprocessing" || id == "concurrent-futures"), "{top:?}");
+}
+
+#[test]
+fn a_query_stating_one_key_point_is_lifted_by_that_key_points_vector() {
+    let snapshot = ENGINE.snapshot();
+    let without = FusionParams { key_point_weight: 0.0, ..FusionParams::default() };
+    let rank = |signals: &askmark::search::RankingSignals, params: &FusionParams, id: &str| {
+        signals.rank(Mode::Semantic, params).iter().position(|hit| hit.id == id).map_or(usize::MAX, |p| p + 1)
+    };
+    let (mut lifted, mut lowered) = (0, 0);
+    for question in snapshot.corpus().questions().iter().step_by(8) {
+        let Some(point) = question.entry.key_points.last() else { continue };
+        let signals = ENGINE.ranking_signals(point).unwrap();
+        let own = signals.key_point_hits.iter().find(|hit| hit.question_id == question.id()).expect("the question is a candidate");
+        assert!(own.score > 0.99, "{}: its own key point scores {}", question.id(), own.score);
+        let (with_points, alone) = (rank(&signals, &FusionParams::default(), question.id()), rank(&signals, &without, question.id()));
+        lifted += usize::from(with_points < alone);
+        lowered += usize::from(with_points > alone);
+    }
+    assert!(lifted > 0 && lowered == 0, "lifted {lifted}, lowered {lowered}");
 }
 
 #[test]
