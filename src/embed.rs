@@ -199,7 +199,18 @@ pub fn mean_direction<V: AsRef<[f32]>>(vectors: &[V]) -> Vec<f32> {
     sum
 }
 
-/// Cosine of two unit vectors.
+/// Cosine of two unit vectors. Summed in eight independent lanes, so the compiler can use SIMD
+/// (a single running sum is a chain of dependent additions it may not reorder).
 pub fn cosine(left: &[f32], right: &[f32]) -> f32 {
-    left.iter().zip(right).map(|(a, b)| a * b).sum()
+    const LANES: usize = 8;
+    let length = left.len().min(right.len());
+    let (left, right) = (left[..length].chunks_exact(LANES), right[..length].chunks_exact(LANES));
+    let tail: f32 = left.remainder().iter().zip(right.remainder()).map(|(a, b)| a * b).sum();
+    let mut lanes = [0.0f32; LANES];
+    for (l, r) in left.zip(right) {
+        for lane in 0..LANES {
+            lanes[lane] += l[lane] * r[lane];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
 }

@@ -7,7 +7,7 @@
 //! collection named by the corpus and model (so replicas building the same corpus share it and
 //! re-indexing is idempotent); the server alias then moves to it atomically.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,7 +20,7 @@ use crate::corpus::{Corpus, Question};
 use crate::embed::{mean_direction, Embedder, ModelInfo};
 use crate::error::InternalError;
 use crate::lexical::LexicalIndex;
-use crate::vectors::{PointPayload, VectorBackend, VectorLocation, VectorPoint, VectorStore};
+use crate::vectors::{point_id, PointPayload, VectorBackend, VectorLocation, VectorPoint, VectorStore};
 
 /// Bumped when the on-disk layout changes; a different format forces a rebuild.
 const FORMAT_VERSION: u32 = 2;
@@ -73,6 +73,8 @@ pub struct Generation {
     pub embeddings: EmbeddingTable,
     /// Each question's content vector (`QuestionEmbeddings::content`), computed once at open.
     pub content: BTreeMap<String, Vec<f32>>,
+    /// The question of each vector point (`point_id`), so searches need not read payloads.
+    pub questions_by_point: HashMap<uuid::Uuid, String>,
 }
 
 /// The `index/` folder.
@@ -257,6 +259,7 @@ impl IndexDir {
             lexical: LexicalIndex::open(&dir.join("lexical"))?,
             vectors,
             content: embeddings.iter().map(|(id, vectors)| (id.clone(), vectors.content())).collect(),
+            questions_by_point: embeddings.keys().map(|id| (point_id(id), id.clone())).collect(),
             embeddings,
             manifest,
         })

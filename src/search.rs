@@ -14,7 +14,7 @@ use crate::index::{EmbeddingTable, Generation, QuestionEmbeddings};
 use crate::lexical::Snippet;
 use crate::pool::Priority;
 use crate::filter::SearchFilter;
-use crate::vectors::{VectorHit, VectorName};
+use crate::vectors::{PointHit, VectorHit, VectorName};
 
 pub const MAX_QUERY_CHARS: usize = 500;
 pub const MAX_LIMIT: usize = 50;
@@ -386,8 +386,16 @@ impl Searcher<'_> {
             Mode::Semantic | Mode::Hybrid => {
                 let query_vector = self.query_cache.embed(self.embedder, query)?;
                 let store = &self.generation.vectors;
-                let question_hits = store.search(VectorName::Question, &query_vector, filter, CANDIDATE_DEPTH)?;
-                let answer_hits = store.search(VectorName::Answer, &query_vector, filter, CANDIDATE_DEPTH)?;
+                let questions = |hits: Vec<PointHit>| -> Vec<VectorHit> {
+                    hits.into_iter()
+                        .filter_map(|hit| {
+                            let question_id = self.generation.questions_by_point.get(&hit.point)?.clone();
+                            Some(VectorHit { question_id, score: hit.score })
+                        })
+                        .collect()
+                };
+                let question_hits = questions(store.search(VectorName::Question, &query_vector, filter, CANDIDATE_DEPTH)?);
+                let answer_hits = questions(store.search(VectorName::Answer, &query_vector, filter, CANDIDATE_DEPTH)?);
                 let key_point_hits = closest_key_points(&self.generation.embeddings, &query_vector, question_hits.iter().chain(&answer_hits));
                 (question_hits, answer_hits, key_point_hits)
             }

@@ -9,7 +9,7 @@ use qdrant_edge::{
     ScoringQuery, UpdateOperation, VectorInternal, Vectors, WithPayloadInterface, WithVector,
 };
 
-use super::{point_id, VectorHit, VectorName, VectorPoint, VectorStore};
+use super::{point_id, PointHit, VectorName, VectorPoint, VectorStore};
 use crate::error::InternalError;
 use crate::filter::SearchFilter;
 
@@ -104,7 +104,7 @@ impl VectorStore for EdgeStore {
     }
 
     fn search(&self, vector: VectorName, query: &[f32], filter: &SearchFilter, limit: usize)
-        -> Result<Vec<VectorHit>, InternalError> {
+        -> Result<Vec<PointHit>, InternalError> {
         let filter: Option<Filter> = if filter.is_empty() {
             None
         } else {
@@ -124,14 +124,14 @@ impl VectorStore for EdgeStore {
                 offset: 0,
                 params: None,
                 with_vector: WithVector::Bool(false),
-                with_payload: WithPayloadInterface::Bool(true),
+                with_payload: WithPayloadInterface::Bool(false),
             })
             .map_err(store_error)?;
         Ok(points
             .into_iter()
-            .filter_map(|point| {
-                let question_id = point.payload.as_ref()?.0.get("id")?.as_str()?.to_string();
-                Some(VectorHit { question_id, score: point.score })
+            .filter_map(|point| match point.id {
+                PointId::Uuid(uuid) => Some(PointHit { point: uuid, score: point.score }),
+                PointId::NumId(_) => None,
             })
             .collect())
     }

@@ -158,13 +158,21 @@ pub struct VectorHit {
     pub score: f32,
 }
 
+/// A point a search found, by its id (`point_id` of its question): reading the payload back
+/// costs more than the search itself, so the caller maps ids to questions.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PointHit {
+    pub point: uuid::Uuid,
+    pub score: f32,
+}
+
 pub trait VectorStore: Send + Sync {
     /// Inserts or replaces points by question id.
     fn upsert(&self, points: &[VectorPoint]) -> Result<(), InternalError>;
     fn delete(&self, question_ids: &[String]) -> Result<(), InternalError>;
     /// Nearest points by cosine on one named vector, best first.
     fn search(&self, vector: VectorName, query: &[f32], filter: &SearchFilter, limit: usize)
-        -> Result<Vec<VectorHit>, InternalError>;
+        -> Result<Vec<PointHit>, InternalError>;
     fn count(&self) -> Result<usize, InternalError>;
     fn flush(&self) -> Result<(), InternalError>;
     /// A short name for logs and `/readyz`.

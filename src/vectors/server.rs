@@ -11,6 +11,7 @@ use std::future::Future;
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use qdrant_client::qdrant::point_id::PointIdOptions;
 use qdrant_client::qdrant::vectors_config::Config;
 use qdrant_client::qdrant::{
     Condition, CountPointsBuilder, CreateAliasBuilder, CreateCollectionBuilder, CreateFieldIndexCollectionBuilder,
@@ -19,7 +20,7 @@ use qdrant_client::qdrant::{
 };
 use qdrant_client::{Payload, Qdrant, QdrantError};
 
-use super::{point_id, VectorHit, VectorName, VectorPoint, VectorStore};
+use super::{point_id, PointHit, VectorName, VectorPoint, VectorStore};
 use crate::error::InternalError;
 use crate::filter::SearchFilter;
 
@@ -279,12 +280,12 @@ impl VectorStore for QdrantStore {
     }
 
     fn search(&self, vector: VectorName, query: &[f32], filter: &SearchFilter, limit: usize)
-        -> Result<Vec<VectorHit>, InternalError> {
+        -> Result<Vec<PointHit>, InternalError> {
         let (query, filter) = (query.to_vec(), to_filter(filter));
         let response = self
             .call("search", move |client, name| {
                 let mut request =
-                    QueryPointsBuilder::new(name).query(query.clone()).using(vector.as_str()).limit(limit as u64).with_payload(true);
+                    QueryPointsBuilder::new(name).query(query.clone()).using(vector.as_str()).limit(limit as u64).with_payload(false);
                 if let Some(filter) = &filter {
                     request = request.filter(filter.clone());
                 }
@@ -294,9 +295,9 @@ impl VectorStore for QdrantStore {
         Ok(response
             .result
             .into_iter()
-            .filter_map(|point| {
-                let question_id = point.payload.get("id")?.as_str()?.to_string();
-                Some(VectorHit { question_id, score: point.score })
+            .filter_map(|point| match point.id?.point_id_options? {
+                PointIdOptions::Uuid(uuid) => Some(PointHit { point: uuid.parse().ok()?, score: point.score }),
+                PointIdOptions::Num(_) => None,
             })
             .collect())
     }

@@ -296,7 +296,7 @@ impl VectorStore for UnreachableStore {
     fn delete(&self, _: &[String]) -> Result<(), InternalError> {
         Err(unreachable_error())
     }
-    fn search(&self, _: VectorName, _: &[f32], _: &SearchFilter, _: usize) -> Result<Vec<askmark::vectors::VectorHit>, InternalError> {
+    fn search(&self, _: VectorName, _: &[f32], _: &SearchFilter, _: usize) -> Result<Vec<askmark::vectors::PointHit>, InternalError> {
         Err(unreachable_error())
     }
     fn count(&self) -> Result<usize, InternalError> {
@@ -324,6 +324,7 @@ pub(crate) fn app_over(store: Arc<dyn VectorStore>, config: ServerConfig) -> axu
         lexical: LexicalIndex::open(&generation.dir.join("lexical")).unwrap(),
         vectors: store,
         content: generation.content.clone(),
+        questions_by_point: generation.questions_by_point.clone(),
         embeddings: generation.embeddings.clone(),
     };
     let index = crate::common::index_dir(&generation.dir.join("../.."));

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use askmark::api::{ErrorCode, ServerConfig};
 use askmark::error::InternalError;
 use askmark::filter::SearchFilter;
-use askmark::vectors::{VectorHit, VectorName, VectorPoint, VectorStore};
+use askmark::vectors::{PointHit, VectorName, VectorPoint, VectorStore};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
@@ -222,7 +222,7 @@ impl VectorStore for SlowStore {
     fn delete(&self, ids: &[String]) -> Result<(), InternalError> {
         self.inner.delete(ids)
     }
-    fn search(&self, name: VectorName, vector: &[f32], filter: &SearchFilter, limit: usize) -> Result<Vec<VectorHit>, InternalError> {
+    fn search(&self, name: VectorName, vector: &[f32], filter: &SearchFilter, limit: usize) -> Result<Vec<PointHit>, InternalError> {
         self.inner.search(name, vector, filter, limit)
     }
     fn count(&self) -> Result<usize, InternalError> {

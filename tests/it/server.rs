@@ -63,7 +63,7 @@ fn the_server_and_the_embedded_store_find_the_same_neighbours() {
             for name in [VectorName::Question, VectorName::Answer] {
                 let expected = embedded.vectors.search(name, &vector, filter, 5).unwrap();
                 let actual = on_server.vectors.search(name, &vector, filter, 5).unwrap();
-                let ids = |hits: &[askmark::vectors::VectorHit]| hits.iter().map(|h| h.question_id.clone()).collect::<Vec<_>>();
+                let ids = |hits: &[askmark::vectors::PointHit]| hits.iter().map(|h| h.point).collect::<Vec<_>>();
                 assert_eq!(ids(&actual), ids(&expected), "{query} {filter:?} {name:?}");
                 for (a, e) in actual.iter().zip(&expected) {
                     assert!((a.score - e.score).abs() < 1e-4, "{query}: {} vs {}", a.score, e.score);
