@@ -12,7 +12,8 @@ use tantivy::query::{BooleanQuery, BoostQuery, FuzzyTermQuery, Occur, Query, Que
 use tantivy::schema::{
     Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, STORED, STRING,
 };
-use tantivy::{doc, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+use tantivy::index::SegmentId;
+use tantivy::{doc, DocId, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
 use crate::corpus::Question;
 use crate::error::InternalError;
@@ -64,6 +65,10 @@ pub struct LexicalIndex {
     /// Answers as the answer field's analyser tokenises them, by answer text: a snippet then
     /// costs a pass over stored tokens, not stemming the whole answer again.
     answer_tokens: quick_cache::sync::Cache<String, Arc<Vec<AnswerToken>>>,
+    /// The question id of each document found, by segment and document: reading a stored
+    /// document back costs more than the search (a segment's documents never change; a write
+    /// makes new segments, whose ids are new keys).
+    question_ids: quick_cache::sync::Cache<(SegmentId, DocId), String>,
 }
 
 /// One token of an answer: its byte range and its analysed (stemmed, lower-cased) text.
@@ -75,6 +80,7 @@ struct AnswerToken {
 
 /// Answers whose tokens are kept; more than the corpus holds.
 const ANSWER_TOKEN_ENTRIES: usize = 2048;
+const QUESTION_ID_ENTRIES: usize = 8192;
 
 /// A scored lexical match with its highlighted snippet.
 #[derive(Debug, Clone, PartialEq)]
@@ -116,7 +122,13 @@ impl LexicalIndex {
 
     fn with_index(index: Index, fields: Fields) -> Result<LexicalIndex, InternalError> {
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
-        Ok(LexicalIndex { index, reader, fields, answer_tokens: quick_cache::sync::Cache::new(ANSWER_TOKEN_ENTRIES) })
+        Ok(LexicalIndex {
+            index,
+            reader,
+            fields,
+            answer_tokens: quick_cache::sync::Cache::new(ANSWER_TOKEN_ENTRIES),
+            question_ids: quick_cache::sync::Cache::new(QUESTION_ID_ENTRIES),
+        })
     }
 
     /// Replaces (or adds) questions and removes the ids in `deleted`, in one commit.
@@ -201,8 +213,11 @@ impl LexicalIndex {
         let top = searcher.search(&query, &TopDocs::with_limit(limit.max(1)).order_by_score())?;
         top.into_iter()
             .map(|(score, address)| {
-                let document: TantivyDocument = searcher.doc(address)?;
-                let question_id = document.get_first(self.fields.id).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+                let key = (searcher.segment_reader(address.segment_ord).segment_id(), address.doc_id);
+                let question_id = self.question_ids.get_or_insert_with(&key, || -> Result<String, InternalError> {
+                    let document: TantivyDocument = searcher.doc(address)?;
+                    Ok(document.get_first(self.fields.id).and_then(|v| v.as_str()).unwrap_or_default().to_string())
+                })?;
                 Ok(LexicalHit { question_id, score })
             })
             .collect()
