@@ -208,8 +208,8 @@ pub fn cosine(left: &[f32], right: &[f32]) -> f32 {
     let tail: f32 = left.remainder().iter().zip(right.remainder()).map(|(a, b)| a * b).sum();
     let mut lanes = [0.0f32; LANES];
     for (l, r) in left.zip(right) {
-        for lane in 0..LANES {
-            lanes[lane] += l[lane] * r[lane];
+        for ((lane, a), b) in lanes.iter_mut().zip(l).zip(r) {
+            *lane += a * b;
         }
     }
     lanes.iter().sum::<f32>() + tail
