@@ -371,13 +371,15 @@ fn print_search_eval(engine: &Engine, queries: Vec<search_eval::EvalQuery>, tune
     );
     println!("| slice | mode | hit@1 | hit@3 | MRR@10 | nDCG@10 |");
     println!("|---|---|---|---|---|---|");
-    for kind in std::iter::once(None).chain(kinds.into_iter().map(Some)) {
+    let with_keyword: Vec<&search_eval::QuerySignals> =
+        signals.iter().filter(|s| !s.query.relevant.is_empty() && s.query.has_python_keyword()).collect();
+    let slices = std::iter::once(("all".to_string(), &all, None))
+        .chain(kinds.into_iter().map(|kind| (kind.to_string(), &all, Some(kind))))
+        .chain(std::iter::once((format!("with a Python keyword ({})", with_keyword.len()), &with_keyword, None)));
+    for (name, queries, kind) in slices {
         for mode in Mode::ALL {
-            let m = search_eval::evaluate(&all, mode, &engine.fusion(), kind);
-            println!(
-                "| {} | {} | {:.3} | {:.3} | {:.3} | {:.3} |",
-                kind.unwrap_or("all"), mode.as_str(), m.hit_at_1, m.hit_at_3, m.mrr_at_10, m.ndcg_at_10
-            );
+            let m = search_eval::evaluate(queries, mode, &engine.fusion(), kind);
+            println!("| {name} | {} | {:.3} | {:.3} | {:.3} | {:.3} |", mode.as_str(), m.hit_at_1, m.hit_at_3, m.mrr_at_10, m.ndcg_at_10);
         }
     }
     let nothing = signals.iter().filter(|s| s.query.relevant.is_empty()).count();

@@ -76,6 +76,21 @@ pub struct QuerySignals {
     pub signals: RankingSignals,
 }
 
+/// Python keywords that are not also common English function words: in a query they are either
+/// the subject ("yield vs return") or noise that BM25 matches on a question's title ("does Python
+/// pass arguments by reference" against the `pass` statement).
+const PYTHON_KEYWORDS: [&str; 23] = [
+    "pass", "yield", "return", "import", "def", "class", "lambda", "global", "nonlocal", "assert", "del", "raise", "async",
+    "await", "try", "except", "finally", "while", "break", "continue", "match", "case", "else",
+];
+
+impl EvalQuery {
+    /// Whether the query holds one of `PYTHON_KEYWORDS` as a word.
+    pub fn has_python_keyword(&self) -> bool {
+        self.query.split(|c: char| !c.is_alphanumeric() && c != '_').any(|word| PYTHON_KEYWORDS.contains(&word.to_lowercase().as_str()))
+    }
+}
+
 pub fn collect_signals(engine: &Engine, queries: Vec<EvalQuery>) -> Result<Vec<QuerySignals>, Error> {
     queries
         .into_iter()
