@@ -1,7 +1,18 @@
-use askmark::eval::search::{mean, score_ranking, Metrics};
+use askmark::eval::search::{mean, score_ranking, EvalQuery, Metrics};
 
 fn ids(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn queries_holding_a_python_keyword_are_told_apart_by_whole_words() {
+    let query = |text: &str| EvalQuery { query: text.to_string(), kind: "keyword".into(), relevant: Vec::new() };
+    for text in ["yield vs return", "is Python pass-by-reference?", "Class attributes", "try/except"] {
+        assert!(query(text).has_python_keyword(), "{text}");
+    }
+    for text in ["passing arguments", "classes and objects", "is it in the list", "returned values"] {
+        assert!(!query(text).has_python_keyword(), "{text}");
+    }
 }
 
 #[test]
