@@ -438,7 +438,10 @@ impl Searcher<'_> {
     fn search_uncached(&self, request: &SearchRequest) -> Result<SearchResults, Error> {
         let started = Instant::now();
         let signals = self.signals(&request.query, &request.filter, request.mode)?;
-        let no_match = signals.matches_nothing(request.mode, &self.fusion, &RelevanceFloor::default());
+        // Whether a query is about anything in the corpus is asked of the whole corpus: a filter
+        // narrows the results, it does not turn a query the corpus answers into "nothing matches".
+        let unfiltered = if request.filter.is_empty() { None } else { Some(self.signals(&request.query, &SearchFilter::default(), request.mode)?) };
+        let no_match = unfiltered.as_ref().unwrap_or(&signals).matches_nothing(request.mode, &self.fusion, &RelevanceFloor::default());
         let fused = if no_match { Vec::new() } else { signals.rank(request.mode, &self.fusion) };
         let total = fused.len();
         let page: Vec<(Fused, &Question)> = fused

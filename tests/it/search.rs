@@ -116,6 +116,19 @@ fn a_query_stating_one_key_point_is_lifted_by_that_key_points_vector() {
 }
 
 #[test]
+fn a_filter_narrows_the_results_without_turning_a_known_subject_into_no_match() {
+    let filtered = |query: &str| SearchRequest {
+        filter: SearchFilter { topic: Some("concurrency".into()), ..SearchFilter::default() },
+        ..request(query, Mode::Hybrid)
+    };
+    let memory = ENGINE.search(&filtered("memory")).unwrap();
+    assert!(memory.hint.is_none() && !memory.results.is_empty(), "{memory:?}");
+    assert!(memory.results.iter().all(|hit| hit.topic == "concurrency"));
+    let gibberish = ENGINE.search(&filtered("qwertyuiop")).unwrap();
+    assert!(gibberish.results.is_empty() && gibberish.hint.is_some());
+}
+
+#[test]
 fn gibberish_and_questions_outside_the_corpus_match_nothing_and_say_so() {
     for query in ["qwertyuiop asdfgh", "how do I bake sourdough bread", "who won the football world cup"] {
         for mode in [Mode::Hybrid, Mode::Semantic] {
