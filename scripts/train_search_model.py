@@ -9,11 +9,14 @@ question; columns of the same question are masked all the same, should a batch s
 
 Search indexes two vectors a question (src/index.rs, src/search.rs): the embedding of the
 question text and of the reference answer (both cut at 256 tokens); the semantic score of a
-question is max(q, 0.25 q + 0.75 a), q and a the query's cosines to them. Positive modes:
+question is max(q, 0.25 q + 0.75 a), q and a the query's cosines to them, plus 0.3 x the
+cosine to its closest key point (`FusionParams::key_point_weight`; held-out selection and the
+eval tables score that way). Positive modes:
 
     question   loss over the question texts only
     both       loss over the question texts + loss over the answers
     fused      one loss over the fused score max(q, 0.25 q + 0.75 a)
+    fused-kp   one loss over the score search serves: the fused score + 0.3 x the closest key point
 
 Answers are long (400-700 tokens, 256 kept), and a backward pass through 64 of them costs
 ~15x a batch of queries and question texts; so the answer side is a cache: every answer is
@@ -64,6 +67,7 @@ from training_data import jsonl_folder, sha256_file  # noqa: E402
 
 MAX_LENGTH = 256  # as the index embeds (models/manifest.json)
 ANSWER_WEIGHT = 0.75  # FusionParams::default().answer_weight
+KEY_POINT_WEIGHT = 0.3  # FusionParams::default().key_point_weight
 LEAK_JACCARD = 0.75
 EVAL_KINDS = ["keyword", "typo", "paraphrase", "natural", "concept", "versus"]
 FLOORS = [0.20, 0.25, 0.30, 0.35, 0.40, 0.45, 0.50, 0.55, 0.60]
@@ -179,6 +183,31 @@ def fused(q, a):
     return torch.maximum(q, (1 - ANSWER_WEIGHT) * q + ANSWER_WEIGHT * a)
 
 
+def key_point_vectors(embed, corpus):
+    """Every question's key-point vectors, zero-padded: ([n, most points, hidden], mask [n, most points])."""
+    counts = [len(q["key_points"]) for q in corpus]
+    flat = embed([point for q in corpus for point in q["key_points"]])
+    vectors = torch.zeros(len(corpus), max(counts), flat.shape[1])
+    mask = torch.zeros(len(corpus), max(counts), dtype=torch.bool)
+    start = 0
+    for i, count in enumerate(counts):
+        vectors[i, :count], mask[i, :count] = flat[start : start + count], True
+        start += count
+    return vectors, mask
+
+
+def closest_key_point(query_vectors, key_points):
+    """[n_queries, n_questions]: each query's cosine to each question's closest key point."""
+    vectors, mask = key_points
+    cosines = torch.einsum("bd,nkd->bnk", query_vectors, vectors).masked_fill(~mask, float("-inf"))
+    return cosines.max(-1).values
+
+
+def served(q, a, k):
+    """The semantic score search serves (src/search.rs `semantic_ranking`)."""
+    return fused(q, a) + KEY_POINT_WEIGHT * k
+
+
 # ---------------------------------------------------------------------------------- evaluation
 
 
@@ -187,14 +216,17 @@ def torch_embedder(model, tokenizer):
     return lambda texts: embed_texts(model, tokenizer, texts)
 
 
-def score_matrix(embed, corpus, queries, answer_vectors=None):
-    """Fused semantic score [n_queries, n_questions] and the answer vectors used; `embed` maps
-    texts to a tensor of normalised embeddings (the torch model, or an ONNX export)."""
+def score_matrix(embed, corpus, queries, cache=None):
+    """The served semantic score [n_queries, n_questions] and the (answer, key-point) vectors
+    used; `embed` maps texts to a tensor of normalised embeddings (the torch model, or an ONNX
+    export)."""
     question_vectors = embed([q["question"] for q in corpus])
-    if answer_vectors is None:
-        answer_vectors = embed([q["answer"] for q in corpus])
+    if cache is None:
+        cache = (embed([q["answer"] for q in corpus]), key_point_vectors(embed, corpus))
+    answer_vectors, key_points = cache
     query_vectors = embed(queries)
-    return fused(query_vectors @ question_vectors.T, query_vectors @ answer_vectors.T), answer_vectors
+    scores = served(query_vectors @ question_vectors.T, query_vectors @ answer_vectors.T, closest_key_point(query_vectors, key_points))
+    return scores, cache
 
 
 def ranking_metrics(scores, ids, relevant):
@@ -214,11 +246,11 @@ def mean_metrics(rows):
     return {"n": len(rows), **{k: round(sum(r[k] for r in rows) / len(rows), 4) for k in ("hit@1", "hit@3", "mrr@10")}}
 
 
-def held_out_metrics(model, tokenizer, corpus, held_out, answer_vectors=None):
+def held_out_metrics(model, tokenizer, corpus, held_out, cache=None):
     ids = [q["id"] for q in corpus]
-    scores, answer_vectors = score_matrix(torch_embedder(model, tokenizer), corpus, [r["query"] for r in held_out], answer_vectors)
+    scores, cache = score_matrix(torch_embedder(model, tokenizer), corpus, [r["query"] for r in held_out], cache)
     rows = [ranking_metrics(scores[i], ids, {r["question_id"]}) for i, r in enumerate(held_out)]
-    return mean_metrics(rows), answer_vectors
+    return mean_metrics(rows), cache
 
 
 def eval_search(embed, corpus, eval_queries):
@@ -302,7 +334,7 @@ def stsb_spearman(model, tokenizer, data_dir):
 # ------------------------------------------------------------------------------------ training
 
 
-def batch_loss(model, tokenizer, corpus_by_id, rows, answer_cache, positives, temperature):
+def batch_loss(model, tokenizer, corpus_by_id, rows, cache, positives, temperature):
     qids = [r["question_id"] for r in rows]
     queries = model.embed(*tokenize(tokenizer, [r["query"] for r in rows]))
     same = torch.tensor([[a == b for b in qids] for a in qids])
@@ -316,13 +348,17 @@ def batch_loss(model, tokenizer, corpus_by_id, rows, answer_cache, positives, te
     q = queries @ model.embed(*tokenize(tokenizer, [corpus_by_id[i]["question"] for i in qids])).T
     if positives == "question":
         return mnrl(q)
-    a = queries @ answer_cache[[corpus_by_id[i]["index"] for i in qids]].T
+    indices = [corpus_by_id[i]["index"] for i in qids]
+    answers, (points, mask) = cache
+    a = queries @ answers[indices].T
     if positives == "both":
         return mnrl(q) + mnrl(a)
-    return mnrl(fused(q, a))
+    if positives == "fused":
+        return mnrl(fused(q, a))
+    return mnrl(served(q, a, closest_key_point(queries, (points[indices], mask[indices]))))
 
 
-def train_setting(base_weights, cfg, tokenizer, corpus, train, held_out, setting, args, base_answer_vectors):
+def train_setting(base_weights, cfg, tokenizer, corpus, train, held_out, setting, args, base_cache):
     """Train one setting; returns (best weights, its epoch, held-out curve, minutes)."""
     seed = args.seed
     random.seed(seed)
@@ -342,14 +378,14 @@ def train_setting(base_weights, cfg, tokenizer, corpus, train, held_out, setting
         optimizer, lambda step: min((step + 1) / warmup, max(0.0, (total - step) / max(1, total - warmup)))
     )
     started = time.time()
-    answer_cache = base_answer_vectors
+    cache = base_cache
     curve, best = [], None
     step = 0
     for epoch in range(1, args.epochs + 1):
         model.train()
         losses = []
         for batch in round_robin_batches(train, args.batch_size, rng):
-            loss = batch_loss(model, tokenizer, corpus_by_id, [train[i] for i in batch], answer_cache, setting["positives"], args.temperature)
+            loss = batch_loss(model, tokenizer, corpus_by_id, [train[i] for i in batch], cache, setting["positives"], args.temperature)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(trainable, 1.0)
             optimizer.step()
@@ -357,7 +393,7 @@ def train_setting(base_weights, cfg, tokenizer, corpus, train, held_out, setting
             optimizer.zero_grad()
             losses.append(loss.item())
             step += 1
-        metrics, answer_cache = held_out_metrics(model, tokenizer, corpus, held_out)
+        metrics, cache = held_out_metrics(model, tokenizer, corpus, held_out)
         curve.append({"epoch": epoch, "train_loss": round(sum(losses) / len(losses), 4), **metrics})
         print(
             f"  [{setting['name']}] epoch {epoch}: loss {curve[-1]['train_loss']:.3f}  held-out hit@1 {metrics['hit@1']:.3f} "
@@ -417,7 +453,7 @@ def main():
     parser.add_argument("--base", default=str(ROOT / "models/.source/all-MiniLM-L6-v2"), help="base checkpoint directory")
     parser.add_argument("--data", default=str(ROOT.parent / "shared/data/nli"), help="directory of stsb_test.jsonl.gz")
     parser.add_argument("--out", default="/tmp/search-model")
-    parser.add_argument("--positives", nargs="+", default=["question", "both"], choices=["question", "both", "fused"])
+    parser.add_argument("--positives", nargs="+", default=["question", "both"], choices=["question", "both", "fused", "fused-kp"])
     parser.add_argument("--lr", nargs="+", type=float, default=[3e-5])
     parser.add_argument("--epochs", type=int, default=4, help="epochs per setting; the best by held-out MRR@10 is kept")
     parser.add_argument("--batch-size", type=int, default=64)
@@ -451,13 +487,13 @@ def main():
         print(f"  dropped: {row['query']!r}")
 
     base_model = MiniLM(cfg, base_weights)
-    base_held_out, base_answers = held_out_metrics(base_model, tokenizer, corpus, held_out)
+    base_held_out, base_cache = held_out_metrics(base_model, tokenizer, corpus, held_out)
     print(f"base held-out: hit@1 {base_held_out['hit@1']:.3f} hit@3 {base_held_out['hit@3']:.3f} MRR@10 {base_held_out['mrr@10']:.3f}", flush=True)
 
     settings = [{"name": f"{p}-lr{lr:g}", "positives": p, "lr": lr} for p in args.positives for lr in args.lr]
     results, best_key = [], None
     for setting in settings:
-        weights, epoch, curve, minutes = train_setting(base_weights, cfg, tokenizer, corpus, train, held_out, setting, args, base_answers)
+        weights, epoch, curve, minutes = train_setting(base_weights, cfg, tokenizer, corpus, train, held_out, setting, args, base_cache)
         best = curve[epoch - 1]
         results.append({**setting, "best_epoch": epoch, "held_out": {k: best[k] for k in ("hit@1", "hit@3", "mrr@10")}, "curve": curve, "minutes": round(minutes, 1)})
         print(f"  [{setting['name']}] best epoch {epoch}, {minutes:.1f} min", flush=True)

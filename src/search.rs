@@ -74,7 +74,7 @@ impl Default for RelevanceFloor {
     }
 }
 
-const RELEVANCE_FLOOR_ANY: f32 = 0.31;
+const RELEVANCE_FLOOR_ANY: f32 = 0.3;
 const RELEVANCE_FLOOR_WITHOUT_LEXICAL: f32 = 0.4;
 /// What a search that matches nothing says instead of results.
 pub const NO_MATCH_HINT: &str =
