@@ -40,7 +40,9 @@ const MAX_PASSAGES: usize = 48;
 /// Passages the judge reads per key point, the closest by the bi-encoder first, and how close a
 /// passage must be to be read at all: the judge is trained on statements about the point, and
 /// an unrelated sentence can look like entailment to it (it overrates long, wordy premises).
-const CANDIDATES_PER_POINT: usize = 2;
+/// One passage, not two: `eval review` held-out Spearman 0.538 -> 0.570 (corpus) and 0.615 ->
+/// 0.621 (ad hoc), public AUC within 0.004, and a 200-word review judges 8.7 pairs, not 15.3.
+const CANDIDATES_PER_POINT: usize = 1;
 const MIN_CANDIDATE_COSINE: f32 = 0.4;
 /// Judge probabilities: a key point is covered from `COVERED` entailment, partially from
 /// `PARTIALLY_COVERED`; a passage states a known misconception from `STATES_MISCONCEPTION`
