@@ -1,7 +1,7 @@
 //! Answer review: rates a candidate's free-text answer against a question's reference answers
 //! and rubric (key points).
 //!
-//! The bi-encoder picks, for every key point, the few passages of the answer closest to it; the
+//! The bi-encoder picks, for every key point, the passage of the answer closest to it; the
 //! pair judge (a trained cross-encoder, `judge`) then reads each (passage, key point) pair and
 //! says whether the passage entails, contradicts or is neutral to the point. A key point is
 //! covered when a passage entails it, and that passage is the evidence shown. A passage close to
