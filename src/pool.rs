@@ -4,6 +4,7 @@
 //! concurrent requests run in parallel instead of queueing behind one session's lock.
 
 use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -157,8 +158,9 @@ impl Drop for Pass<'_> {
     }
 }
 
-/// `run` on every input, spread over up to `workers` threads (input i on thread i mod workers),
-/// results in input order; the first error is returned. A review's many model runs then use
+/// `run` on every input, spread over up to `workers` threads (each takes the next input not yet
+/// taken, so a long input does not leave the other threads idle behind a fixed share), results
+/// in input order; the first error is returned. A review's many model runs then use
 /// every core of an idle machine instead of one; each run still passes the gate, so searches
 /// still go first.
 pub fn spread<I: Sync, R: Send, E: Send>(
@@ -171,11 +173,16 @@ pub fn spread<I: Sync, R: Send, E: Send>(
         return inputs.iter().map(&run).collect();
     }
     let run = &run;
+    let next = &AtomicUsize::new(0);
     std::thread::scope(|scope| {
         let threads: Vec<_> = (0..workers)
-            .map(|worker| {
+            .map(|_| {
                 scope.spawn(move || {
-                    inputs.iter().enumerate().skip(worker).step_by(workers).map(|(i, input)| run(input).map(|r| (i, r))).collect::<Result<Vec<_>, E>>()
+                    std::iter::from_fn(|| {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        inputs.get(i).map(|input| run(input).map(|r| (i, r)))
+                    })
+                    .collect::<Result<Vec<_>, E>>()
                 })
             })
             .collect();
