@@ -35,6 +35,9 @@ struct Fields {
 
 /// Relative weight of a match in each field: the question text says most about what it is.
 pub const FIELD_BOOSTS: [(&str, f32); 4] = [("question", 3.0), ("key_points", 1.5), ("tags_text", 1.5), ("answer", 1.0)];
+/// How many edits (a transposition counts one) away from a word of the corpus a query word may
+/// be and still count as seen (a typo) for `unknown_words`.
+const UNKNOWN_WORD_DISTANCE: u8 = 1;
 /// Weight of the fuzzy (typo) clauses against exact BM25 matches.
 const FUZZY_BOOST: f32 = 0.5;
 
@@ -184,6 +187,36 @@ impl LexicalIndex {
             }
         }
         Box::new(BooleanQuery::new(clauses))
+    }
+
+    /// How many of the query's words of four letters or more the corpus has never seen: in no
+    /// text field, not even (in the question and key points) within `UNKNOWN_WORD_DISTANCE` edits
+    /// of a word there. A query naming a library or feature the corpus never mentions has some;
+    /// a typo of a word the corpus holds has none.
+    pub fn unknown_words(&self, query: &str) -> Result<usize, InternalError> {
+        let f = self.fields;
+        let searcher = self.reader.searcher();
+        let mut unknown = 0;
+        for word in crate::text::terms(query).into_iter().filter(|word| word.chars().count() >= 4) {
+            let mut seen = false;
+            for field in [f.question, f.key_points, f.tags_text, f.answer] {
+                if searcher.doc_freq(&Term::from_field_text(field, &word))? > 0 {
+                    seen = true;
+                    break;
+                }
+            }
+            if !seen {
+                for field in [f.question, f.key_points] {
+                    let near = FuzzyTermQuery::new(Term::from_field_text(field, &word), UNKNOWN_WORD_DISTANCE, true);
+                    if searcher.search(&near, &tantivy::collector::Count)? > 0 {
+                        seen = true;
+                        break;
+                    }
+                }
+            }
+            unknown += usize::from(!seen);
+        }
+        Ok(unknown)
     }
 
     fn filtered(&self, text_query: Box<dyn Query>, filter: &SearchFilter) -> Box<dyn Query> {

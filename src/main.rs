@@ -174,6 +174,9 @@ enum EvalCommand {
         /// Also grid-search the fusion parameters and print the best.
         #[arg(long)]
         tune: bool,
+        /// Also write every query's "nothing matches" signals as JSON lines to this file.
+        #[arg(long)]
+        observations: Option<PathBuf>,
     },
     /// Precision@3 of the neighbour tail and nDCG@5 of related questions on eval/related.toml,
     /// for each way of finding neighbours and a sweep of the floor.
@@ -334,7 +337,7 @@ fn main() -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Eval(EvalCommand::Search { queries, tune }) => {
+        Command::Eval(EvalCommand::Search { queries, tune, observations }) => {
             let engine = open()?;
             let queries = search_eval::load_queries(&queries)?;
             for query in &queries {
@@ -342,7 +345,7 @@ fn main() -> anyhow::Result<()> {
                     bail!("eval query {:?} names unknown question {missing:?}", query.query);
                 }
             }
-            print_search_eval(&engine, queries, tune)?;
+            print_search_eval(&engine, queries, tune, observations)?;
         }
         Command::Eval(EvalCommand::Related { judgements }) => {
             let engine = open()?;
@@ -357,9 +360,16 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_search_eval(engine: &Engine, queries: Vec<search_eval::EvalQuery>, tune: bool) -> anyhow::Result<()> {
+fn print_search_eval(engine: &Engine, queries: Vec<search_eval::EvalQuery>, tune: bool, observations: Option<PathBuf>) -> anyhow::Result<()> {
     let count = queries.len();
     let signals = search_eval::collect_signals(engine, queries)?;
+    if let Some(path) = observations {
+        let lines: Vec<String> = signals
+            .iter()
+            .map(|s| serde_json::to_string(&search_eval::NoMatchObservation::of(s, &engine.fusion())))
+            .collect::<Result<_, _>>()?;
+        std::fs::write(path, lines.join("\n") + "\n")?;
+    }
     let all: Vec<&search_eval::QuerySignals> = signals.iter().collect();
     let mut kinds: Vec<&str> = signals.iter().filter(|s| !s.query.relevant.is_empty()).map(|s| s.query.kind.as_str()).collect();
     kinds.sort_unstable();
@@ -384,20 +394,30 @@ fn print_search_eval(engine: &Engine, queries: Vec<search_eval::EvalQuery>, tune
     }
     let nothing = signals.iter().filter(|s| s.query.relevant.is_empty()).count();
     println!("\nnothing matches: {nothing} queries match nothing in the corpus, {} are answerable (hybrid)\n", count - nothing);
-    println!("| floor: any | floor: without a lexical match | precision of \"no match\" | recall | answerable queries emptied |");
-    println!("|---|---|---|---|---|");
+    println!("| floor: any | without a lexical match | with an unknown word | precision of \"no match\" | recall | answerable queries emptied |");
+    println!("|---|---|---|---|---|---|");
     let default_floor = RelevanceFloor::default();
-    for any in [0.25, 0.28, 0.3, 0.31, 0.32, 0.33, 0.35] {
-        for without_lexical in [0.35, 0.4, 0.45, 0.5].into_iter().filter(|floor| *floor >= any) {
-            let floor = RelevanceFloor { any, without_lexical };
+    for any in [0.25, 0.28, 0.3, 0.32, 0.35] {
+        // An unknown-word floor at `any` adds nothing: the row without it.
+        let mut unknown_word_floors = vec![0.35, 0.4, default_floor.with_unknown_word, 0.45, 0.5];
+        unknown_word_floors.retain(|floor| *floor > any);
+        unknown_word_floors.dedup();
+        for with_unknown_word in std::iter::once(any).chain(unknown_word_floors) {
+            let floor = RelevanceFloor { any, without_lexical: default_floor.without_lexical, with_unknown_word };
             let m = search_eval::no_match(&all, Mode::Hybrid, &engine.fusion(), &floor);
             let default = if floor == default_floor { " (default)" } else { "" };
             println!(
-                "| {any:.2}{default} | {without_lexical:.2} | {:.2} | {:.2} | {:.3} |",
-                m.precision, m.recall, m.answerable_emptied
+                "| {any:.2}{default} | {:.2} | {with_unknown_word:.2} | {:.2} | {:.2} | {:.3} |",
+                floor.without_lexical, m.precision, m.recall, m.answerable_emptied
             );
         }
     }
+    let answerable: Vec<&search_eval::QuerySignals> = all.iter().copied().filter(|s| !s.query.relevant.is_empty()).collect();
+    println!(
+        "\nhybrid hit@3 of the answerable queries: {:.3} without a floor, {:.3} with the default floor (an emptied query misses)",
+        search_eval::evaluate(&answerable, Mode::Hybrid, &engine.fusion(), None).hit_at_3,
+        search_eval::hit_at_3_with_floor(&answerable, &engine.fusion(), &default_floor)
+    );
     if tune {
         println!("\nbest fusion parameters (hybrid, by MRR@10 + nDCG@10):");
         let show = |params: &askmark::search::FusionParams, m: &search_eval::Metrics| {

@@ -58,24 +58,35 @@ impl Default for RelatedParams {
 
 /// When a query matches nothing in the corpus, by the best semantic score any question gets
 /// (`semantic_scores`, key points included): below `any` whatever the lexical side found, below
-/// `without_lexical` when BM25 found no question either. Chosen with `askmark eval search` on the
-/// eval's queries that match nothing in the corpus against the answerable ones: the highest
-/// recall of "no match" that empties at most one answerable query (`without_lexical` made no
-/// difference from 0.35 to 0.50).
+/// `without_lexical` when BM25 found no question either, below `with_unknown_word` when the query
+/// holds a word the corpus has never seen (`LexicalIndex::unknown_words`: "argparse", "tkinter"
+/// name what the corpus does not cover; a paraphrase of what it does cover rarely needs one).
+/// `any` and `without_lexical` were chosen with `askmark eval search` on the eval's queries that
+/// match nothing against the answerable ones: the highest recall of "no match" that empties at
+/// most one answerable query (`without_lexical` made no difference from 0.35 to 0.50).
+/// `with_unknown_word` was chosen on training queries only (`scripts/no_match_floor.py`): the
+/// highest that empties no training query beyond what `any` empties, against the no-match
+/// training queries of train/no-match.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct RelevanceFloor {
     pub any: f32,
     pub without_lexical: f32,
+    pub with_unknown_word: f32,
 }
 
 impl Default for RelevanceFloor {
     fn default() -> RelevanceFloor {
-        RelevanceFloor { any: RELEVANCE_FLOOR_ANY, without_lexical: RELEVANCE_FLOOR_WITHOUT_LEXICAL }
+        RelevanceFloor {
+            any: RELEVANCE_FLOOR_ANY,
+            without_lexical: RELEVANCE_FLOOR_WITHOUT_LEXICAL,
+            with_unknown_word: RELEVANCE_FLOOR_WITH_UNKNOWN_WORD,
+        }
     }
 }
 
 const RELEVANCE_FLOOR_ANY: f32 = 0.3;
 const RELEVANCE_FLOOR_WITHOUT_LEXICAL: f32 = 0.4;
+const RELEVANCE_FLOOR_WITH_UNKNOWN_WORD: f32 = 0.38;
 /// What a search that matches nothing says instead of results.
 pub const NO_MATCH_HINT: &str =
     "Nothing in the corpus matches this query. Try other words, name the Python feature you mean, or browse a topic.";
@@ -266,6 +277,9 @@ pub struct RankingSignals {
     pub answer_hits: Vec<VectorHit>,
     /// The cosine to the closest key point of each question those found (stored vectors).
     pub key_point_hits: Vec<VectorHit>,
+    /// How many of the query's words the corpus has never seen (`LexicalIndex::unknown_words`;
+    /// 0 in lexical mode, which decides "nothing matches" by BM25 alone).
+    pub unknown_words: usize,
 }
 
 impl RankingSignals {
@@ -295,7 +309,9 @@ impl RankingSignals {
             return self.lexical.is_empty();
         }
         let best = self.best_semantic(params);
-        best < floor.any || (self.lexical.is_empty() && best < floor.without_lexical)
+        best < floor.any
+            || (self.lexical.is_empty() && best < floor.without_lexical)
+            || (self.unknown_words > 0 && best < floor.with_unknown_word)
     }
 }
 
@@ -386,8 +402,8 @@ impl Searcher<'_> {
                 self.generation.lexical.search(query, filter, CANDIDATE_DEPTH)?.into_iter().map(|hit| hit.question_id).collect()
             }
         };
-        let (question_hits, answer_hits, key_point_hits) = match mode {
-            Mode::Lexical => (Vec::new(), Vec::new(), Vec::new()),
+        let (question_hits, answer_hits, key_point_hits, unknown_words) = match mode {
+            Mode::Lexical => (Vec::new(), Vec::new(), Vec::new(), 0),
             Mode::Semantic | Mode::Hybrid => {
                 let query_vector = self.query_cache.embed(self.embedder, query)?;
                 let store = &self.generation.vectors;
@@ -403,10 +419,10 @@ impl Searcher<'_> {
                 let answer_hits = questions(store.search(VectorName::Answer, &query_vector, filter, CANDIDATE_DEPTH)?);
                 let candidates = question_hits.iter().take(KEY_POINT_DEPTH).chain(answer_hits.iter().take(KEY_POINT_DEPTH));
                 let key_point_hits = closest_key_points(&self.generation.embeddings, &query_vector, candidates);
-                (question_hits, answer_hits, key_point_hits)
+                (question_hits, answer_hits, key_point_hits, self.generation.lexical.unknown_words(query)?)
             }
         };
-        Ok(RankingSignals { lexical, question_hits, answer_hits, key_point_hits })
+        Ok(RankingSignals { lexical, question_hits, answer_hits, key_point_hits, unknown_words })
     }
 
     /// Both sides' rankings of `query` over the whole corpus.

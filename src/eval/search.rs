@@ -84,6 +84,30 @@ const PYTHON_KEYWORDS: [&str; 23] = [
     "await", "try", "except", "finally", "while", "break", "continue", "match", "case", "else",
 ];
 
+/// What "nothing matches" is decided on, for one query (`askmark eval search --observations`).
+#[derive(Debug, Serialize)]
+pub struct NoMatchObservation<'a> {
+    pub query: &'a str,
+    pub kind: &'a str,
+    pub answerable: bool,
+    pub best_semantic: f32,
+    pub lexical_hits: usize,
+    pub unknown_words: usize,
+}
+
+impl<'a> NoMatchObservation<'a> {
+    pub fn of(signals: &'a QuerySignals, params: &FusionParams) -> NoMatchObservation<'a> {
+        NoMatchObservation {
+            query: &signals.query.query,
+            kind: &signals.query.kind,
+            answerable: !signals.query.relevant.is_empty(),
+            best_semantic: signals.signals.best_semantic(params),
+            lexical_hits: signals.signals.lexical.len(),
+            unknown_words: signals.signals.unknown_words,
+        }
+    }
+}
+
 impl EvalQuery {
     /// Whether the query holds one of `PYTHON_KEYWORDS` as a word.
     pub fn has_python_keyword(&self) -> bool {
@@ -157,6 +181,21 @@ pub struct NoMatch {
     pub recall: f64,
     /// Of the answerable queries, the share the floor wrongly empties.
     pub answerable_emptied: f64,
+}
+
+/// Hybrid hit@3 over `signals` when a query the floor empties counts as a miss.
+pub fn hit_at_3_with_floor(signals: &[&QuerySignals], params: &FusionParams, floor: &RelevanceFloor) -> f64 {
+    let hits: Vec<f64> = signals
+        .iter()
+        .map(|s| {
+            if s.signals.matches_nothing(Mode::Hybrid, params, floor) {
+                0.0
+            } else {
+                score_ranking(&ranking(s, Mode::Hybrid, params), &s.query.relevant).hit_at_3
+            }
+        })
+        .collect();
+    hits.iter().sum::<f64>() / hits.len().max(1) as f64
 }
 
 pub fn no_match(signals: &[&QuerySignals], mode: Mode, params: &FusionParams, floor: &RelevanceFloor) -> NoMatch {

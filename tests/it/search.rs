@@ -1,7 +1,7 @@
 use askmark::corpus::Difficulty;
 use askmark::embed::cosine;
 use askmark::error::{Error, UserError};
-use askmark::search::{FusionParams, MatchedBy, Mode, RelatedHit, RelatedReason, SearchRequest, NEIGHBOUR_FLOOR, NO_MATCH_HINT};
+use askmark::search::{FusionParams, MatchedBy, Mode, RelatedHit, RelatedReason, RelevanceFloor, SearchRequest, NEIGHBOUR_FLOOR, NO_MATCH_HINT};
 use askmark::filter::SearchFilter;
 
 use crate::common::ENGINE;
@@ -145,6 +145,29 @@ fn gibberish_and_questions_outside_the_corpus_match_nothing_and_say_so() {
     }
     let answerable = ENGINE.search(&request("what does the yield keyword do", Mode::Hybrid)).unwrap();
     assert!(answerable.hint.is_none() && !answerable.results.is_empty());
+}
+
+#[test]
+fn words_the_corpus_never_saw_are_counted_but_typos_of_its_words_are_not() {
+    let snapshot = ENGINE.snapshot();
+    let lexical = &snapshot.generation().lexical;
+    assert_eq!(lexical.unknown_words("tkinter window").unwrap(), 1);
+    assert_eq!(lexical.unknown_words("zoneinfo and pyinstaller").unwrap(), 2);
+    // "pyhton" is one transposition from "python"; "the" is too short to count.
+    assert_eq!(lexical.unknown_words("what does the pyhton syntax do").unwrap(), 0);
+}
+
+#[test]
+fn a_query_naming_what_the_corpus_never_mentions_needs_a_closer_match_to_get_results() {
+    let query = "tkinter window";
+    let signals = ENGINE.ranking_signals(query).unwrap();
+    let floor = RelevanceFloor::default();
+    let best = signals.best_semantic(&FusionParams::default());
+    assert!(signals.unknown_words == 1 && best >= floor.any && best < floor.with_unknown_word, "{best}");
+    let without_the_unknown_word_rule = RelevanceFloor { with_unknown_word: floor.any, ..floor };
+    assert!(!signals.matches_nothing(Mode::Hybrid, &FusionParams::default(), &without_the_unknown_word_rule));
+    let results = ENGINE.search(&request(query, Mode::Hybrid)).unwrap();
+    assert!(results.results.is_empty() && results.hint.as_deref() == Some(NO_MATCH_HINT), "{:?}", ids(&request(query, Mode::Hybrid)));
 }
 
 #[test]
