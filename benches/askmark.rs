@@ -44,15 +44,19 @@ fn peak_rss_mib() -> f64 {
 
 fn main() {
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let threads: usize = std::env::var("ASKMARK_MODEL_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(2);
-    let models = Models::load(&repo.join("models"), askmark::embed::SEARCH_MODEL, 1, threads).expect("run scripts/setup-model first");
+    // The model pool `askmark serve` runs by default: one single-threaded session per core (a
+    // review spreads its model runs over them), unless the environment says otherwise.
+    let setting = |name: &str, default: usize| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
+    let sessions = setting("ASKMARK_MODEL_SESSIONS", std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads = setting("ASKMARK_MODEL_THREADS", 1);
+    let models = Models::load(&repo.join("models"), askmark::embed::SEARCH_MODEL, sessions, threads).expect("run scripts/setup-model first");
     let embedder = models.embedder.clone();
     let corpus = Corpus::load_dir(&repo.join("corpus")).expect("corpus loads");
     let index_dir = tempfile::tempdir().expect("temp dir");
     let backend = VectorBackend::from_env("askmark-bench");
     let index = IndexDir::new(index_dir.path()).with_backend(backend.clone());
 
-    println!("model threads: {threads}; corpus: {} questions; vectors: {backend:?}\n", corpus.questions().len());
+    println!("model sessions: {sessions} of {threads} thread(s); corpus: {} questions; vectors: {backend:?}\n", corpus.questions().len());
     println!("| index build | questions | texts embedded | seconds | questions/s |");
     println!("|---|---|---|---|---|");
     let texts: usize = corpus

@@ -17,6 +17,12 @@ pub trait Embedder: Send + Sync {
     fn embed_with(&self, texts: &[&str], priority: Priority) -> Result<Vec<Vec<f32>>, InternalError>;
     fn model(&self) -> &ModelInfo;
 
+    /// Cores no model run holds right now: a caller may do other work beside its own model run
+    /// on the spare ones (none on a busy machine, where that would only add threads).
+    fn idle_cores(&self) -> usize {
+        0
+    }
+
     /// Embeds as batch work (answers, index builds): a waiting search goes first.
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, InternalError> {
         self.embed_with(texts, Priority::Batch)
@@ -180,6 +186,10 @@ impl Embedder for FastEmbedder {
 
     fn model(&self) -> &ModelInfo {
         &self.info
+    }
+
+    fn idle_cores(&self) -> usize {
+        self.gate.free()
     }
 }
 

@@ -367,6 +367,10 @@ impl QueryCache {
         metrics::gauge!("askmark_result_cache_entries").set(self.pages.len() as f64);
     }
 
+    fn holds(&self, query: &str) -> bool {
+        self.vectors.peek(query).is_some()
+    }
+
     fn embed(&self, embedder: &dyn Embedder, query: &str) -> Result<Arc<Vec<f32>>, InternalError> {
         if let Some(vector) = self.vectors.get(query) {
             metrics::counter!("askmark_query_cache_hits_total").increment(1);
@@ -396,16 +400,26 @@ impl Searcher<'_> {
 
     /// The rankings `mode` needs (lexical mode never touches the model or the vector store).
     fn signals(&self, query: &str, filter: &SearchFilter, mode: Mode) -> Result<RankingSignals, InternalError> {
-        let lexical = match mode {
-            Mode::Semantic => Vec::new(),
-            Mode::Lexical | Mode::Hybrid => {
-                self.generation.lexical.search(query, filter, CANDIDATE_DEPTH)?.into_iter().map(|hit| hit.question_id).collect()
-            }
+        let lexical_search = || -> Result<Vec<String>, InternalError> {
+            Ok(self.generation.lexical.search(query, filter, CANDIDATE_DEPTH)?.into_iter().map(|hit| hit.question_id).collect())
         };
-        let (question_hits, answer_hits, key_point_hits, unknown_words) = match mode {
-            Mode::Lexical => (Vec::new(), Vec::new(), Vec::new(), 0),
-            Mode::Semantic | Mode::Hybrid => {
-                let query_vector = self.query_cache.embed(self.embedder, query)?;
+        let embed = || self.query_cache.embed(self.embedder, query);
+        // A new query's embedding is most of a hybrid search: on an idle machine BM25 runs on a
+        // spare core meanwhile instead of after it.
+        let (lexical, query_vector) = match mode {
+            Mode::Lexical => (lexical_search()?, None),
+            Mode::Semantic => (Vec::new(), Some(embed()?)),
+            Mode::Hybrid if !self.query_cache.holds(query) && self.embedder.idle_cores() > 1 => std::thread::scope(|scope| {
+                let lexical = scope.spawn(lexical_search);
+                let query_vector = embed();
+                let lexical = lexical.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                Ok::<_, InternalError>((lexical?, Some(query_vector?)))
+            })?,
+            Mode::Hybrid => (lexical_search()?, Some(embed()?)),
+        };
+        let (question_hits, answer_hits, key_point_hits, unknown_words) = match query_vector {
+            None => (Vec::new(), Vec::new(), Vec::new(), 0),
+            Some(query_vector) => {
                 let store = &self.generation.vectors;
                 let questions = |hits: Vec<PointHit>| -> Vec<VectorHit> {
                     hits.into_iter()
