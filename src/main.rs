@@ -401,6 +401,7 @@ fn print_search_eval(engine: &Engine, queries: Vec<search_eval::EvalQuery>, tune
         // An unknown-word floor at `any` adds nothing: the row without it.
         let mut unknown_word_floors = vec![0.35, 0.4, default_floor.with_unknown_word, 0.45, 0.5];
         unknown_word_floors.retain(|floor| *floor > any);
+        unknown_word_floors.sort_by(f32::total_cmp);
         unknown_word_floors.dedup();
         for with_unknown_word in std::iter::once(any).chain(unknown_word_floors) {
             let floor = RelevanceFloor { any, without_lexical: default_floor.without_lexical, with_unknown_word };
