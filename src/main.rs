@@ -423,8 +423,8 @@ fn print_search_eval(engine: &Engine, queries: Vec<search_eval::EvalQuery>, tune
         println!("\nbest fusion parameters (hybrid, by MRR@10 + nDCG@10):");
         let show = |params: &askmark::search::FusionParams, m: &search_eval::Metrics| {
             println!(
-                "k={:<5} lexical_weight={:<4} answer_weight={:<5} key_point_weight={:<4} hit@1={:.3} hit@3={:.3} MRR@10={:.3} nDCG@10={:.3}",
-                params.k, params.lexical_weight, params.answer_weight, params.key_point_weight, m.hit_at_1, m.hit_at_3, m.mrr_at_10, m.ndcg_at_10
+                "lexical_weight={:<4} answer_weight={:<5} key_point_weight={:<4} hit@1={:.3} hit@3={:.3} MRR@10={:.3} nDCG@10={:.3}",
+                params.lexical_weight, params.answer_weight, params.key_point_weight, m.hit_at_1, m.hit_at_3, m.mrr_at_10, m.ndcg_at_10
             );
         };
         for (params, m) in search_eval::tune(&all).into_iter().take(8) {

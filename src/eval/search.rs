@@ -143,13 +143,11 @@ pub fn evaluate(signals: &[&QuerySignals], mode: Mode, params: &FusionParams, ki
 /// Grid search of the fusion parameters by mean of MRR@10 and nDCG@10 on hybrid, best first.
 pub fn tune(signals: &[&QuerySignals]) -> Vec<(FusionParams, Metrics)> {
     let mut results = Vec::new();
-    for k in [5.0, 10.0, 20.0, 40.0, 60.0, 100.0] {
-        for lexical_weight in [0.4, 0.6, 0.8, 1.0, 1.2] {
-            for answer_weight in [0.0, 0.25, 0.5, 0.75] {
-                for key_point_weight in [0.0, 0.3] {
-                    let params = FusionParams { k, lexical_weight, semantic_weight: 1.0, answer_weight, key_point_weight };
-                    results.push((params, evaluate(signals, Mode::Hybrid, &params, None)));
-                }
+    for lexical_weight in [0.0, 0.04, 0.08, 0.1, 0.12, 0.14, 0.16, 0.2, 0.3, 0.5] {
+        for answer_weight in [0.0, 0.25, 0.5, 0.75] {
+            for key_point_weight in [0.0, 0.3] {
+                let params = FusionParams { lexical_weight, answer_weight, key_point_weight };
+                results.push((params, evaluate(signals, Mode::Hybrid, &params, None)));
             }
         }
     }
