@@ -183,17 +183,17 @@ pub struct NoMatch {
 
 /// Hybrid hit@3 over `signals` when a query the floor empties counts as a miss.
 pub fn hit_at_3_with_floor(signals: &[&QuerySignals], params: &FusionParams, floor: &RelevanceFloor) -> f64 {
-    let hits: Vec<f64> = signals
+    let scored: Vec<Metrics> = signals
         .iter()
         .map(|s| {
             if s.signals.matches_nothing(Mode::Hybrid, params, floor) {
-                0.0
+                Metrics::default()
             } else {
-                score_ranking(&ranking(s, Mode::Hybrid, params), &s.query.relevant).hit_at_3
+                score_ranking(&ranking(s, Mode::Hybrid, params), &s.query.relevant)
             }
         })
         .collect();
-    hits.iter().sum::<f64>() / hits.len().max(1) as f64
+    mean(&scored).hit_at_3
 }
 
 pub fn no_match(signals: &[&QuerySignals], mode: Mode, params: &FusionParams, floor: &RelevanceFloor) -> NoMatch {
