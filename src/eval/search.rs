@@ -2,6 +2,7 @@
 //! hit@1, hit@3, MRR@10 and nDCG@10 for each search mode, and a grid search of the fusion
 //! parameters. Pure metric functions, checked by tests.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -93,6 +94,9 @@ pub struct NoMatchObservation<'a> {
     pub best_semantic: f32,
     pub lexical_hits: usize,
     pub unknown_words: usize,
+    /// The questions that answer it, and the first three of each mode's ranking.
+    pub relevant: &'a [String],
+    pub top3: BTreeMap<&'static str, Vec<String>>,
 }
 
 impl<'a> NoMatchObservation<'a> {
@@ -104,6 +108,11 @@ impl<'a> NoMatchObservation<'a> {
             best_semantic: signals.signals.best_semantic(params),
             lexical_hits: signals.signals.lexical.len(),
             unknown_words: signals.signals.unknown_words,
+            relevant: &signals.query.relevant,
+            top3: [Mode::Lexical, Mode::Semantic, Mode::Hybrid]
+                .into_iter()
+                .map(|mode| (mode.as_str(), ranking(signals, mode, params).into_iter().take(3).collect()))
+                .collect(),
         }
     }
 }
