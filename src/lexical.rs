@@ -1,19 +1,22 @@
 //! The lexical side: a tantivy index over question, answer, key points and tags with English
 //! stemming and field boosts (the analyzer lives in `text`, shared with the reviewer).
-//! BM25 finds exact vocabulary; typos get a small fuzzy bonus so they still surface.
+//! BM25 finds exact vocabulary; a word no document holds is corrected to the closest word of
+//! the corpus first, so a typo scores like the word it misspells.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use tantivy_fst::{IntoStreamer, Streamer};
 
 use tantivy::collector::TopDocs;
-use tantivy::query::{BooleanQuery, BoostQuery, FuzzyTermQuery, Occur, Query, QueryParser, TermQuery};
+use tantivy::query::{BooleanQuery, FuzzyTermQuery, Occur, Query, QueryParser, TermQuery};
 use tantivy::schema::{
     Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, STORED, STRING,
 };
 use tantivy::index::SegmentId;
-use tantivy::{doc, DocId, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+use tantivy::{doc, DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument, Term};
 
 use crate::corpus::Question;
 use crate::error::InternalError;
@@ -33,13 +36,27 @@ struct Fields {
     tags_text: Field,
 }
 
+impl Fields {
+    /// The text fields, in the order of `FIELD_BOOSTS`.
+    fn text(&self) -> [Field; 4] {
+        [self.question, self.key_points, self.tags_text, self.answer]
+    }
+}
+
 /// Relative weight of a match in each field: the question text says most about what it is.
 pub const FIELD_BOOSTS: [(&str, f32); 4] = [("question", 3.0), ("key_points", 1.5), ("tags_text", 1.5), ("answer", 1.0)];
 /// How many edits (a transposition counts one) away from a word of the corpus a query word may
 /// be and still count as seen (a typo) for `unknown_words`.
 const UNKNOWN_WORD_DISTANCE: u8 = 1;
-/// Weight of the fuzzy (typo) clauses against exact BM25 matches.
-const FUZZY_BOOST: f32 = 0.5;
+/// How many edits away a query word no field holds may be corrected to a corpus word, by the
+/// query word's length (a transposition counts one): none under 4 letters, 1 under 6, else 2.
+fn correction_distance(word: &str) -> u8 {
+    match word.chars().count() {
+        0..=3 => 0,
+        4 | 5 => 1,
+        _ => 2,
+    }
+}
 
 fn schema() -> (Schema, Fields) {
     let mut builder = Schema::builder();
@@ -72,6 +89,52 @@ pub struct LexicalIndex {
     /// document back costs more than the search (a segment's documents never change; a write
     /// makes new segments, whose ids are new keys).
     question_ids: quick_cache::sync::Cache<(SegmentId, DocId), String>,
+    /// The words of the indexed documents, renewed with every commit.
+    vocabulary: RwLock<Arc<Vocabulary>>,
+}
+
+/// The words of the corpus as written (lower-cased, not stemmed), each with how often it occurs:
+/// what a typo is corrected to. Looked up as written, not stemmed: "refrence" is one edit from
+/// "reference", but its stem "refrenc" is three from "refer".
+struct Vocabulary(tantivy_fst::Map<Vec<u8>>);
+
+impl Vocabulary {
+    fn of(searcher: &Searcher, fields: &[Field]) -> Result<Vocabulary, InternalError> {
+        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+        for segment in searcher.segment_readers() {
+            let store = segment.get_store_reader(0).map_err(InternalError::io("open the lexical index's document store"))?;
+            for document in segment.doc_ids_alive() {
+                let document: TantivyDocument = store.get(document)?;
+                for value in fields.iter().flat_map(|field| document.get_all(*field)) {
+                    for word in crate::text::unstemmed_words(value.as_str().unwrap_or_default()) {
+                        *counts.entry(word).or_default() += 1;
+                    }
+                }
+            }
+        }
+        let map = tantivy_fst::Map::from_iter(counts).map_err(|error| InternalError::Index(format!("vocabulary: {error}")))?;
+        Ok(Vocabulary(map))
+    }
+
+    /// The corpus word closest to `word` within `max_distance` edits, the most frequent of
+    /// the closest (none when nothing is that close).
+    fn closest(&self, word: &str, max_distance: u8) -> Result<Option<String>, InternalError> {
+        for distance in 1..=max_distance {
+            // The automaton matches bytes; the field only names the term.
+            let automaton = FuzzyTermQuery::new(Term::from_field_text(Field::from_field_id(0), word), distance, true).automaton()?;
+            let mut stream = self.0.search(automaton).into_stream();
+            let mut best: Option<(Vec<u8>, u64)> = None;
+            while let Some((candidate, count)) = stream.next() {
+                if best.as_ref().is_none_or(|(_, most)| count > *most) {
+                    best = Some((candidate.to_vec(), count));
+                }
+            }
+            if let Some((candidate, _)) = best {
+                return Ok(String::from_utf8(candidate).ok());
+            }
+        }
+        Ok(None)
+    }
 }
 
 /// One token of an answer: its byte range and its analysed (stemmed, lower-cased) text.
@@ -124,13 +187,15 @@ impl LexicalIndex {
     }
 
     fn with_index(index: Index, fields: Fields) -> Result<LexicalIndex, InternalError> {
-        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
+        let reader: IndexReader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
+        let vocabulary = Vocabulary::of(&reader.searcher(), &fields.text())?;
         Ok(LexicalIndex {
             index,
             reader,
             fields,
             answer_tokens: quick_cache::sync::Cache::new(ANSWER_TOKEN_ENTRIES),
             question_ids: quick_cache::sync::Cache::new(QUESTION_ID_ENTRIES),
+            vocabulary: RwLock::new(Arc::new(vocabulary)),
         })
     }
 
@@ -146,6 +211,8 @@ impl LexicalIndex {
         }
         writer.commit()?;
         self.reader.reload()?;
+        let vocabulary = Vocabulary::of(&self.reader.searcher(), &self.fields.text())?;
+        *self.vocabulary.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(vocabulary);
         Ok(())
     }
 
@@ -162,31 +229,40 @@ impl LexicalIndex {
         parser.parse_query_lenient(query).0
     }
 
-    fn text_query(&self, query: &str) -> Box<dyn Query> {
-        let f = self.fields;
-        let text_fields = [f.question, f.key_points, f.tags_text, f.answer];
-        let boosted: Vec<(Field, f32)> = text_fields.iter().zip(FIELD_BOOSTS).map(|(field, (_, boost))| (*field, boost)).collect();
-        let exact = self.exact_query(query, &boosted);
-        let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Should, exact)];
+    /// BM25 over the text fields, each with its boost, of `query` with its typos corrected.
+    fn text_query(&self, query: &str) -> Result<Box<dyn Query>, InternalError> {
+        let boosted: Vec<(Field, f32)> = self.fields.text().into_iter().zip(FIELD_BOOSTS).map(|(field, (_, boost))| (field, boost)).collect();
+        Ok(self.exact_query(&self.corrected(query)?, &boosted))
+    }
+
+    /// `query` with each word that no text field holds (as its stem) replaced by the closest
+    /// word of the corpus within `correction_distance` edits, so a typo scores like the word it
+    /// misspells; unchanged (query syntax and all) when there is nothing to correct.
+    fn corrected(&self, query: &str) -> Result<String, InternalError> {
         let searcher = self.reader.searcher();
-        for term in crate::text::terms(query) {
-            let distance = match term.chars().count() {
-                0..=3 => continue,
-                4 | 5 => 1,
-                _ => 2,
-            };
-            for field in [f.question, f.key_points] {
-                // A word the field holds is matched exactly; only the others (typos) are
-                // expanded over the dictionary, which costs more than the rest of the query.
-                let term = Term::from_field_text(field, &term);
-                if searcher.doc_freq(&term).is_ok_and(|count| count > 0) {
-                    continue;
+        let vocabulary = self.vocabulary.read().unwrap_or_else(PoisonError::into_inner).clone();
+        let words = crate::text::unstemmed_words(query);
+        let mut corrected = Vec::with_capacity(words.len());
+        let mut changed = false;
+        for word in words {
+            let distance = correction_distance(&word);
+            // A stop word has no term and is never a typo.
+            let terms = crate::text::terms(&word);
+            let mut unseen = distance > 0 && !terms.is_empty();
+            for term in &terms {
+                for field in self.fields.text() {
+                    unseen = unseen && searcher.doc_freq(&Term::from_field_text(field, term))? == 0;
                 }
-                let fuzzy = FuzzyTermQuery::new(term, distance, true);
-                clauses.push((Occur::Should, Box::new(BoostQuery::new(Box::new(fuzzy), FUZZY_BOOST))));
+            }
+            match if unseen { vocabulary.closest(&word, distance)? } else { None } {
+                Some(closest) => {
+                    corrected.push(closest);
+                    changed = true;
+                }
+                None => corrected.push(word),
             }
         }
-        Box::new(BooleanQuery::new(clauses))
+        Ok(if changed { corrected.join(" ") } else { query.to_string() })
     }
 
     /// How many of the query's words of four letters or more the corpus has never seen: in no
@@ -199,7 +275,7 @@ impl LexicalIndex {
         let mut unknown = 0;
         for word in crate::text::terms(query).into_iter().filter(|word| word.chars().count() >= 4) {
             let mut seen = false;
-            for field in [f.question, f.key_points, f.tags_text, f.answer] {
+            for field in f.text() {
                 if searcher.doc_freq(&Term::from_field_text(field, &word))? > 0 {
                     seen = true;
                     break;
@@ -242,7 +318,7 @@ impl LexicalIndex {
     /// BM25 matches of `query` that pass `filter`, best first.
     pub fn search(&self, query: &str, filter: &SearchFilter, limit: usize) -> Result<Vec<LexicalHit>, InternalError> {
         let searcher = self.reader.searcher();
-        let query = self.filtered(self.text_query(query), filter);
+        let query = self.filtered(self.text_query(query)?, filter);
         let top = searcher.search(&query, &TopDocs::with_limit(limit.max(1)).order_by_score())?;
         top.into_iter()
             .map(|(score, address)| {

@@ -38,6 +38,18 @@ thread_local! {
     static ANALYZER: RefCell<TextAnalyzer> = RefCell::new(analyzer());
 }
 
+/// The words of `text` as the analyzer splits them, lower-cased but neither stemmed nor
+/// filtered: what a query word is compared with to correct a typo.
+pub fn unstemmed_words(text: &str) -> Vec<String> {
+    let mut tokenizer = TextAnalyzer::builder(SimpleTokenizer::default()).filter(RemoveLongFilter::limit(40)).filter(LowerCaser).build();
+    let mut stream = tokenizer.token_stream(text);
+    let mut words = Vec::new();
+    while let Some(token) = stream.next() {
+        words.push(token.text.clone());
+    }
+    words
+}
+
 /// The analyzed terms of `text`, in order, with repeats.
 pub fn terms(text: &str) -> Vec<String> {
     ANALYZER.with(|analyzer| {

@@ -90,6 +90,21 @@ fn a_typo_still_finds_the_question_lexically() {
 }
 
 #[test]
+fn a_misspelt_word_scores_like_the_word_it_misspells() {
+    let lexical = |query: &str| -> Vec<(String, f32)> {
+        ENGINE.search(&request(query, Mode::Lexical)).unwrap().results.into_iter().map(|hit| (hit.id, hit.score)).collect()
+    };
+    // "refrence" stems to "refrenc", three edits from "refer" (the stem of "reference"): words
+    // are corrected as written. Before, a typo only earned a small fuzzy bonus, and
+    // `collections-counter` ("collections") led this query.
+    let misspelt = lexical("garbge colection refrence counting");
+    assert_eq!(misspelt, lexical("garbage collection reference counting"));
+    assert_eq!(misspelt[0].0, "garbage-collection", "{misspelt:?}");
+    // A word the corpus holds is never corrected, even one edit from more frequent ones ("lock").
+    assert_eq!(lexical("mock")[0].0, "mocking-unittest-mock");
+}
+
+#[test]
 fn a_paraphrase_without_shared_words_is_found_semantically() {
     let top = ids(&request("run several jobs at once on all CPU cores", Mode::Semantic));
     assert!(top[..5].iter().any(|id| id == "threading-vs-multiprocessing" || id == "concurrent-futures"), "{top:?}");
