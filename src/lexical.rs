@@ -332,7 +332,7 @@ impl LexicalIndex {
             .collect()
     }
 
-    /// For each answer text, its best fragment for `query` with the matched words' byte ranges
+    /// For each answer text, its best fragment for `query` (typos corrected) with the matched words' byte ranges
     /// (the start of the text when nothing matches): tantivy's `SnippetGenerator` (the query's
     /// terms in the answer field, each weighted 1 / (1 + document frequency); fragments of at
     /// most `max_chars` bytes; the highest-scoring, the earliest on a tie) over stored tokens.
@@ -341,7 +341,7 @@ impl LexicalIndex {
         // The query's terms in the answer field: what the full query would hold there, without
         // building its other fields' clauses and fuzzy expansions.
         let mut terms = BTreeSet::new();
-        self.exact_query(query, &[(self.fields.answer, 1.0)]).query_terms(&mut |term, _| {
+        self.exact_query(&self.corrected(query)?, &[(self.fields.answer, 1.0)]).query_terms(&mut |term, _| {
             if term.field() == self.fields.answer {
                 terms.insert(term.clone());
             }

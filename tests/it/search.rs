@@ -100,6 +100,9 @@ fn a_misspelt_word_scores_like_the_word_it_misspells() {
     let misspelt = lexical("garbge colection refrence counting");
     assert_eq!(misspelt, lexical("garbage collection reference counting"));
     assert_eq!(misspelt[0].0, "garbage-collection", "{misspelt:?}");
+    let snippet = &ENGINE.search(&request("garbge colection", Mode::Lexical)).unwrap().results[0].snippet;
+    let highlighted: Vec<String> = snippet.highlights.iter().map(|[start, end]| snippet.text[*start..*end].to_lowercase()).collect();
+    assert!(highlighted.iter().any(|word| word.starts_with("garbage")), "{snippet:?}");
     // A word the corpus holds is never corrected, even one edit from more frequent ones ("lock").
     assert_eq!(lexical("mock")[0].0, "mocking-unittest-mock");
 }
