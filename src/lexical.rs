@@ -96,7 +96,15 @@ pub struct LexicalIndex {
 /// The words of the corpus as written (lower-cased, not stemmed), each with how often it occurs:
 /// what a typo is corrected to. Looked up as written, not stemmed: "refrence" is one edit from
 /// "reference", but its stem "refrenc" is three from "refer".
-struct Vocabulary(tantivy_fst::Map<Vec<u8>>);
+struct Vocabulary {
+    words: tantivy_fst::Map<Vec<u8>>,
+    /// Queries as corrected against these words (a search corrects its query for BM25 and again
+    /// for its snippets).
+    corrected: quick_cache::sync::Cache<String, String>,
+}
+
+/// Corrected queries kept per vocabulary.
+const CORRECTED_QUERY_ENTRIES: usize = 4096;
 
 impl Vocabulary {
     fn of(searcher: &Searcher, fields: &[Field]) -> Result<Vocabulary, InternalError> {
@@ -113,7 +121,7 @@ impl Vocabulary {
             }
         }
         let map = tantivy_fst::Map::from_iter(counts).map_err(|error| InternalError::Index(format!("vocabulary: {error}")))?;
-        Ok(Vocabulary(map))
+        Ok(Vocabulary { words: map, corrected: quick_cache::sync::Cache::new(CORRECTED_QUERY_ENTRIES) })
     }
 
     /// The corpus word closest to `word` within `max_distance` edits, the most frequent of
@@ -122,7 +130,7 @@ impl Vocabulary {
         for distance in 1..=max_distance {
             // The automaton matches bytes; the field only names the term.
             let automaton = FuzzyTermQuery::new(Term::from_field_text(Field::from_field_id(0), word), distance, true).automaton()?;
-            let mut stream = self.0.search(automaton).into_stream();
+            let mut stream = self.words.search(automaton).into_stream();
             let mut best: Option<(Vec<u8>, u64)> = None;
             while let Some((candidate, count)) = stream.next() {
                 if best.as_ref().is_none_or(|(_, most)| count > *most) {
@@ -239,8 +247,12 @@ impl LexicalIndex {
     /// word of the corpus within `correction_distance` edits, so a typo scores like the word it
     /// misspells; unchanged (query syntax and all) when there is nothing to correct.
     fn corrected(&self, query: &str) -> Result<String, InternalError> {
-        let searcher = self.reader.searcher();
         let vocabulary = self.vocabulary.read().unwrap_or_else(PoisonError::into_inner).clone();
+        vocabulary.corrected.get_or_insert_with(query, || self.correct(&vocabulary, query))
+    }
+
+    fn correct(&self, vocabulary: &Vocabulary, query: &str) -> Result<String, InternalError> {
+        let searcher = self.reader.searcher();
         let words = crate::text::unstemmed_words(query);
         let mut corrected = Vec::with_capacity(words.len());
         let mut changed = false;
