@@ -91,7 +91,11 @@ async fn writes_need_a_configured_key() {
 }
 
 fn search_quokkaflux() -> Request<Body> {
-    Request::get("/v1/search?q=quokkaflux&mode=lexical").body(Body::empty()).unwrap()
+    search_lexical("quokkaflux")
+}
+
+fn search_lexical(query: &str) -> Request<Body> {
+    Request::get(format!("/v1/search?q={query}&mode=lexical")).body(Body::empty()).unwrap()
 }
 
 /// The same search before and after each write: a page cached for one corpus is never served
@@ -109,6 +113,9 @@ async fn an_upsert_is_searchable_and_written_back_and_a_delete_removes_it() {
     let (status, results) = send(&fixture.app, search_quokkaflux()).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(results["results"][0]["id"], "event-loop-starvation", "{results}");
+    // The typo corrector learns the new question's words with the write.
+    let (_, misspelt) = send(&fixture.app, search_lexical("quokaflux")).await;
+    assert_eq!(misspelt["results"][0]["id"], "event-loop-starvation", "{misspelt}");
 
     let on_disk = Corpus::load_dir(fixture.corpus_dir.path()).unwrap();
     assert_eq!(on_disk.get("event-loop-starvation").unwrap().topic, "concurrency");
