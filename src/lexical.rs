@@ -262,9 +262,7 @@ impl LexicalIndex {
             let terms = crate::text::terms(&word);
             let mut unseen = distance > 0 && !terms.is_empty();
             for term in &terms {
-                for field in self.fields.text() {
-                    unseen = unseen && searcher.doc_freq(&Term::from_field_text(field, term))? == 0;
-                }
+                unseen = unseen && !self.held(&searcher, term)?;
             }
             match if unseen { vocabulary.closest(&word, distance)? } else { None } {
                 Some(closest) => {
@@ -277,6 +275,16 @@ impl LexicalIndex {
         Ok(if changed { corrected.join(" ") } else { query.to_string() })
     }
 
+    /// Whether some text field holds `term` (an analysed term).
+    fn held(&self, searcher: &Searcher, term: &str) -> Result<bool, InternalError> {
+        for field in self.fields.text() {
+            if searcher.doc_freq(&Term::from_field_text(field, term))? > 0 {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// How many of the query's words of four letters or more the corpus has never seen: in no
     /// text field, not even (in the question and key points) within `UNKNOWN_WORD_DISTANCE` edits
     /// of a word there. A query naming a library or feature the corpus never mentions has some;
@@ -286,13 +294,7 @@ impl LexicalIndex {
         let searcher = self.reader.searcher();
         let mut unknown = 0;
         for word in crate::text::terms(query).into_iter().filter(|word| word.chars().count() >= 4) {
-            let mut seen = false;
-            for field in f.text() {
-                if searcher.doc_freq(&Term::from_field_text(field, &word))? > 0 {
-                    seen = true;
-                    break;
-                }
-            }
+            let mut seen = self.held(&searcher, &word)?;
             if !seen {
                 for field in [f.question, f.key_points] {
                     let near = FuzzyTermQuery::new(Term::from_field_text(field, &word), UNKNOWN_WORD_DISTANCE, true);
