@@ -3,6 +3,7 @@
 //! default the committed search model (all-MiniLM-L6-v2 fine-tuned on the project's training
 //! queries, int8), or the base model setup exports. Nothing here ever downloads a model.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
@@ -21,6 +22,12 @@ pub trait Embedder: Send + Sync {
     /// on the spare ones (none on a busy machine, where that would only add threads).
     fn idle_cores(&self) -> usize {
         0
+    }
+
+    /// Whether the model's vocabulary holds `word` (lower case) whole: a word it was trained
+    /// on, which a spelling corrector should leave alone ("folder" is no typo of "older").
+    fn knows_word(&self, _word: &str) -> bool {
+        false
     }
 
     /// Embeds as batch work (answers, index builds): a waiting search goes first.
@@ -72,6 +79,8 @@ pub struct FastEmbedder {
     models: Pool<TextEmbedding>,
     gate: Arc<Gate>,
     info: ModelInfo,
+    /// The tokenizer's whole words (no "##" continuation pieces).
+    words: HashSet<String>,
 }
 
 /// The process's ONNX Runtime, loaded once from the library setup took from a registry package
@@ -143,7 +152,9 @@ impl FastEmbedder {
                     .map_err(|error| InternalError::Model(format!("cannot load the embedding model: {error}")))?,
             );
         }
+        let words = whole_words(&tokenizer_files.tokenizer_file)?;
         Ok(FastEmbedder {
+            words,
             models: Pool::new(models),
             gate,
             info: ModelInfo {
@@ -191,6 +202,25 @@ impl Embedder for FastEmbedder {
     fn idle_cores(&self) -> usize {
         self.gate.free()
     }
+
+    fn knows_word(&self, word: &str) -> bool {
+        self.words.contains(word)
+    }
+}
+
+/// The whole words of a WordPiece tokenizer.json's vocabulary.
+fn whole_words(tokenizer_json: &[u8]) -> Result<HashSet<String>, InternalError> {
+    #[derive(Deserialize)]
+    struct Tokenizer {
+        model: WordPiece,
+    }
+    #[derive(Deserialize)]
+    struct WordPiece {
+        vocab: HashMap<String, u32>,
+    }
+    let tokenizer: Tokenizer =
+        serde_json::from_slice(tokenizer_json).map_err(|error| InternalError::Model(format!("tokenizer.json holds no WordPiece vocabulary: {error}")))?;
+    Ok(tokenizer.model.vocab.into_keys().filter(|piece| !piece.starts_with("##")).collect())
 }
 
 /// The normalised mean of unit vectors (zero when there are none).

@@ -248,10 +248,16 @@ impl LexicalIndex {
     /// misspells; unchanged (query syntax and all) when there is nothing to correct.
     fn corrected(&self, query: &str) -> Result<String, InternalError> {
         let vocabulary = self.vocabulary.read().unwrap_or_else(PoisonError::into_inner).clone();
-        vocabulary.corrected.get_or_insert_with(query, || self.correct(&vocabulary, query))
+        vocabulary.corrected.get_or_insert_with(query, || self.correct(&vocabulary, query, &|_| false))
     }
 
-    fn correct(&self, vocabulary: &Vocabulary, query: &str) -> Result<String, InternalError> {
+    /// `query` corrected as for BM25, except the words `keep` says are spelt right.
+    pub fn corrected_keeping(&self, query: &str, keep: &dyn Fn(&str) -> bool) -> Result<String, InternalError> {
+        let vocabulary = self.vocabulary.read().unwrap_or_else(PoisonError::into_inner).clone();
+        self.correct(&vocabulary, query, keep)
+    }
+
+    fn correct(&self, vocabulary: &Vocabulary, query: &str, keep: &dyn Fn(&str) -> bool) -> Result<String, InternalError> {
         let searcher = self.reader.searcher();
         let words = crate::text::unstemmed_words(query);
         let mut corrected = Vec::with_capacity(words.len());
@@ -260,7 +266,7 @@ impl LexicalIndex {
             let distance = correction_distance(&word);
             // A stop word has no term and is never a typo.
             let terms = crate::text::terms(&word);
-            let mut unseen = distance > 0 && !terms.is_empty();
+            let mut unseen = distance > 0 && !terms.is_empty() && !keep(&word);
             for term in &terms {
                 unseen = unseen && !self.held(&searcher, term)?;
             }

@@ -273,6 +273,7 @@ pub struct RelatedHit {
 
 /// The raw rankings of one query before fusion: computed once, so a mode's ranking (and the
 /// eval's grid over fusion parameters) is a cheap function of them.
+#[derive(Default)]
 pub struct RankingSignals {
     /// Question ids by BM25, best first, with their BM25 scores.
     pub lexical: Vec<(String, f32)>,
@@ -284,6 +285,9 @@ pub struct RankingSignals {
     /// How many of the query's words the corpus has never seen (`LexicalIndex::unknown_words`;
     /// 0 in lexical mode, which decides "nothing matches" by BM25 alone).
     pub unknown_words: usize,
+    /// When the model read the query with typos corrected: the semantic side of the query as
+    /// typed, on which "nothing matches" is judged.
+    pub as_typed: Option<Box<RankingSignals>>,
 }
 
 impl RankingSignals {
@@ -301,13 +305,18 @@ impl RankingSignals {
         semantic_scores(self, params.answer_weight, params.key_point_weight).into_values().fold(0.0, f32::max)
     }
 
+    /// The best semantic score of the query as typed, by which "nothing matches" is judged.
+    pub fn relevance(&self, params: &FusionParams) -> f32 {
+        self.as_typed.as_deref().unwrap_or(self).best_semantic(params)
+    }
+
     /// Whether nothing in the corpus matches the query: lexical mode found no question, or the
     /// closest question is below the floor.
     pub fn matches_nothing(&self, mode: Mode, params: &FusionParams, floor: &RelevanceFloor) -> bool {
         if mode == Mode::Lexical {
             return self.lexical.is_empty();
         }
-        let best = self.best_semantic(params);
+        let best = self.relevance(params);
         best < floor.any
             || (self.lexical.is_empty() && best < floor.without_lexical)
             || (self.unknown_words > 0 && best < floor.with_unknown_word)
@@ -402,40 +411,53 @@ impl Searcher<'_> {
         let lexical_search = || -> Result<Vec<(String, f32)>, InternalError> {
             Ok(self.generation.lexical.search(query, filter, CANDIDATE_DEPTH)?.into_iter().map(|hit| (hit.question_id, hit.score)).collect())
         };
-        let embed = || self.query_cache.embed(self.embedder, query);
+        if mode == Mode::Lexical {
+            return Ok(RankingSignals { lexical: lexical_search()?, ..RankingSignals::default() });
+        }
+        // The model reads the query with its typos corrected, as BM25 does ("colection" is far
+        // from "collection" for it), but not the words it knows: "folder" is no typo of "older".
+        let corrected = self.generation.lexical.corrected_keeping(query, &|word| self.embedder.knows_word(word))?;
+        let embed = || self.query_cache.embed(self.embedder, &corrected);
         // A new query's embedding is most of a hybrid search: on an idle machine BM25 runs on a
         // spare core meanwhile instead of after it.
         let (lexical, query_vector) = match mode {
-            Mode::Lexical => (lexical_search()?, None),
-            Mode::Semantic => (Vec::new(), Some(embed()?)),
-            Mode::Hybrid if !self.query_cache.holds(query) && self.embedder.idle_cores() > 1 => std::thread::scope(|scope| {
+            Mode::Hybrid if !self.query_cache.holds(&corrected) && self.embedder.idle_cores() > 1 => std::thread::scope(|scope| {
                 let lexical = scope.spawn(lexical_search);
                 let query_vector = embed();
                 let lexical = lexical.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-                Ok::<_, InternalError>((lexical?, Some(query_vector?)))
+                Ok::<_, InternalError>((lexical?, query_vector?))
             })?,
-            Mode::Hybrid => (lexical_search()?, Some(embed()?)),
+            Mode::Hybrid => (lexical_search()?, embed()?),
+            _ => (Vec::new(), embed()?),
         };
-        let (question_hits, answer_hits, key_point_hits, unknown_words) = match query_vector {
-            None => (Vec::new(), Vec::new(), Vec::new(), 0),
-            Some(query_vector) => {
-                let store = &self.generation.vectors;
-                let questions = |hits: Vec<PointHit>| -> Vec<VectorHit> {
-                    hits.into_iter()
-                        .filter_map(|hit| {
-                            let question_id = self.generation.questions_by_point.get(&hit.point)?.clone();
-                            Some(VectorHit { question_id, score: hit.score })
-                        })
-                        .collect()
-                };
-                let question_hits = questions(store.search(VectorName::Question, &query_vector, filter, CANDIDATE_DEPTH)?);
-                let answer_hits = questions(store.search(VectorName::Answer, &query_vector, filter, CANDIDATE_DEPTH)?);
-                let candidates = question_hits.iter().take(KEY_POINT_DEPTH).chain(answer_hits.iter().take(KEY_POINT_DEPTH));
-                let key_point_hits = closest_key_points(&self.generation.embeddings, &query_vector, candidates);
-                (question_hits, answer_hits, key_point_hits, self.generation.lexical.unknown_words(query)?)
-            }
+        let unknown_words = self.generation.lexical.unknown_words(query)?;
+        // A correction is a guess ("pyinstaller" becomes "installer"): whether the corpus holds
+        // anything on the query is judged on the query as typed.
+        let as_typed = if corrected == query {
+            None
+        } else {
+            let vector = self.query_cache.embed(self.embedder, query)?;
+            Some(Box::new(RankingSignals { unknown_words, ..self.semantic_signals(&vector, filter)? }))
         };
-        Ok(RankingSignals { lexical, question_hits, answer_hits, key_point_hits, unknown_words })
+        Ok(RankingSignals { lexical, unknown_words, as_typed, ..self.semantic_signals(&query_vector, filter)? })
+    }
+
+    /// The semantic side's rankings of a query's embedding.
+    fn semantic_signals(&self, query_vector: &[f32], filter: &SearchFilter) -> Result<RankingSignals, InternalError> {
+        let store = &self.generation.vectors;
+        let questions = |hits: Vec<PointHit>| -> Vec<VectorHit> {
+            hits.into_iter()
+                .filter_map(|hit| {
+                    let question_id = self.generation.questions_by_point.get(&hit.point)?.clone();
+                    Some(VectorHit { question_id, score: hit.score })
+                })
+                .collect()
+        };
+        let question_hits = questions(store.search(VectorName::Question, query_vector, filter, CANDIDATE_DEPTH)?);
+        let answer_hits = questions(store.search(VectorName::Answer, query_vector, filter, CANDIDATE_DEPTH)?);
+        let candidates = question_hits.iter().take(KEY_POINT_DEPTH).chain(answer_hits.iter().take(KEY_POINT_DEPTH));
+        let key_point_hits = closest_key_points(&self.generation.embeddings, query_vector, candidates);
+        Ok(RankingSignals { question_hits, answer_hits, key_point_hits, ..RankingSignals::default() })
     }
 
     /// Both sides' rankings of `query` over the whole corpus.

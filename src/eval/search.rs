@@ -105,7 +105,7 @@ impl<'a> NoMatchObservation<'a> {
             query: &signals.query.query,
             kind: &signals.query.kind,
             answerable: !signals.query.relevant.is_empty(),
-            best_semantic: signals.signals.best_semantic(params),
+            best_semantic: signals.signals.relevance(params),
             lexical_hits: signals.signals.lexical.len(),
             unknown_words: signals.signals.unknown_words,
             relevant: &signals.query.relevant,

@@ -108,6 +108,21 @@ fn a_misspelt_word_scores_like_the_word_it_misspells() {
 }
 
 #[test]
+fn the_model_reads_typos_corrected_and_relevance_is_judged_as_typed() {
+    let semantic = |query: &str| ids(&request(query, Mode::Semantic));
+    assert_eq!(semantic("garbge colection refrence counting"), semantic("garbage collection reference counting"));
+    let params = FusionParams::default();
+    let misspelt = ENGINE.ranking_signals("garbge colection refrence counting").unwrap();
+    let as_typed = misspelt.as_typed.as_deref().expect("the model read a corrected query");
+    assert!(as_typed.best_semantic(&params) < misspelt.best_semantic(&params));
+    assert_eq!(misspelt.relevance(&params), as_typed.best_semantic(&params));
+    // Words the model knows are no typos, even where the corpus lacks them ("folder" is one
+    // edit from "older").
+    assert!(ENGINE.ranking_signals("delete a whole folder and everything inside it").unwrap().as_typed.is_none());
+    assert!(ENGINE.ranking_signals("garbage collection reference counting").unwrap().as_typed.is_none());
+}
+
+#[test]
 fn a_paraphrase_without_shared_words_is_found_semantically() {
     let top = ids(&request("run several jobs at once on all CPU cores", Mode::Semantic));
     assert!(top[..5].iter().any(|id| id == "threading-vs-multiprocessing" || id == "concurrent-futures"), "{top:?}");
@@ -180,7 +195,7 @@ fn a_query_naming_what_the_corpus_never_mentions_needs_a_closer_match_to_get_res
     let query = "tkinter window";
     let signals = ENGINE.ranking_signals(query).unwrap();
     let floor = RelevanceFloor::default();
-    let best = signals.best_semantic(&FusionParams::default());
+    let best = signals.relevance(&FusionParams::default());
     assert!(signals.unknown_words == 1 && best >= floor.any && best < floor.with_unknown_word, "{best}");
     let without_the_unknown_word_rule = RelevanceFloor { with_unknown_word: floor.any, ..floor };
     assert!(!signals.matches_nothing(Mode::Hybrid, &FusionParams::default(), &without_the_unknown_word_rule));
