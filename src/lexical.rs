@@ -98,13 +98,7 @@ pub struct LexicalIndex {
 /// "reference", but its stem "refrenc" is three from "refer".
 struct Vocabulary {
     words: tantivy_fst::Map<Vec<u8>>,
-    /// Queries as corrected against these words (a search corrects its query for BM25 and again
-    /// for its snippets).
-    corrected: quick_cache::sync::Cache<String, String>,
 }
-
-/// Corrected queries kept per vocabulary.
-const CORRECTED_QUERY_ENTRIES: usize = 4096;
 
 impl Vocabulary {
     fn of(searcher: &Searcher, fields: &[Field]) -> Result<Vocabulary, InternalError> {
@@ -121,12 +115,12 @@ impl Vocabulary {
             }
         }
         let map = tantivy_fst::Map::from_iter(counts).map_err(|error| InternalError::Index(format!("vocabulary: {error}")))?;
-        Ok(Vocabulary { words: map, corrected: quick_cache::sync::Cache::new(CORRECTED_QUERY_ENTRIES) })
+        Ok(Vocabulary { words: map })
     }
 
     /// The corpus word closest to `word` within `max_distance` edits, the most frequent of
-    /// the closest (none when nothing is that close).
-    fn closest(&self, word: &str, max_distance: u8) -> Result<Option<String>, InternalError> {
+    /// the closest, with its distance (none when nothing is that close).
+    fn closest(&self, word: &str, max_distance: u8) -> Result<Option<(String, u8)>, InternalError> {
         for distance in 1..=max_distance {
             // The automaton matches bytes; the field only names the term.
             let automaton = FuzzyTermQuery::new(Term::from_field_text(Field::from_field_id(0), word), distance, true).automaton()?;
@@ -138,11 +132,19 @@ impl Vocabulary {
                 }
             }
             if let Some((candidate, _)) = best {
-                return Ok(String::from_utf8(candidate).ok());
+                return Ok(String::from_utf8(candidate).ok().map(|candidate| (candidate, distance)));
             }
         }
         Ok(None)
     }
+}
+
+/// A query as the typo corrector left it.
+pub struct Correction {
+    /// The query with its typos replaced (the query itself when nothing was).
+    pub text: String,
+    /// The most edits a replaced word needed (0 when none was replaced).
+    pub edits: u8,
 }
 
 /// One token of an answer: its byte range and its analysed (stemmed, lower-cased) text.
@@ -237,31 +239,22 @@ impl LexicalIndex {
         parser.parse_query_lenient(query).0
     }
 
-    /// BM25 over the text fields, each with its boost, of `query` with its typos corrected.
-    fn text_query(&self, query: &str) -> Result<Box<dyn Query>, InternalError> {
+    /// BM25 over the text fields, each with its boost.
+    fn text_query(&self, query: &str) -> Box<dyn Query> {
         let boosted: Vec<(Field, f32)> = self.fields.text().into_iter().zip(FIELD_BOOSTS).map(|(field, (_, boost))| (field, boost)).collect();
-        Ok(self.exact_query(&self.corrected(query)?, &boosted))
+        self.exact_query(query, &boosted)
     }
 
     /// `query` with each word that no text field holds (as its stem) replaced by the closest
     /// word of the corpus within `correction_distance` edits, so a typo scores like the word it
-    /// misspells; unchanged (query syntax and all) when there is nothing to correct.
-    fn corrected(&self, query: &str) -> Result<String, InternalError> {
+    /// misspells, except the words `keep` says are spelt right; unchanged (query syntax and
+    /// all) when there is nothing to correct.
+    pub fn corrected(&self, query: &str, keep: &dyn Fn(&str) -> bool) -> Result<Correction, InternalError> {
         let vocabulary = self.vocabulary.read().unwrap_or_else(PoisonError::into_inner).clone();
-        vocabulary.corrected.get_or_insert_with(query, || self.correct(&vocabulary, query, &|_| false))
-    }
-
-    /// `query` corrected as for BM25, except the words `keep` says are spelt right.
-    pub fn corrected_keeping(&self, query: &str, keep: &dyn Fn(&str) -> bool) -> Result<String, InternalError> {
-        let vocabulary = self.vocabulary.read().unwrap_or_else(PoisonError::into_inner).clone();
-        self.correct(&vocabulary, query, keep)
-    }
-
-    fn correct(&self, vocabulary: &Vocabulary, query: &str, keep: &dyn Fn(&str) -> bool) -> Result<String, InternalError> {
         let searcher = self.reader.searcher();
         let words = crate::text::unstemmed_words(query);
         let mut corrected = Vec::with_capacity(words.len());
-        let mut changed = false;
+        let mut edits = 0;
         for word in words {
             let distance = correction_distance(&word);
             // A stop word has no term and is never a typo.
@@ -271,14 +264,14 @@ impl LexicalIndex {
                 unseen = unseen && !self.held(&searcher, term)?;
             }
             match if unseen { vocabulary.closest(&word, distance)? } else { None } {
-                Some(closest) => {
+                Some((closest, distance)) => {
                     corrected.push(closest);
-                    changed = true;
+                    edits = edits.max(distance);
                 }
                 None => corrected.push(word),
             }
         }
-        Ok(if changed { corrected.join(" ") } else { query.to_string() })
+        Ok(Correction { text: if edits > 0 { corrected.join(" ") } else { query.to_string() }, edits })
     }
 
     /// Whether some text field holds `term` (an analysed term).
@@ -335,10 +328,10 @@ impl LexicalIndex {
         Box::new(BooleanQuery::new(clauses))
     }
 
-    /// BM25 matches of `query` that pass `filter`, best first.
+    /// BM25 matches of `query` (as given: `corrected` first) that pass `filter`, best first.
     pub fn search(&self, query: &str, filter: &SearchFilter, limit: usize) -> Result<Vec<LexicalHit>, InternalError> {
         let searcher = self.reader.searcher();
-        let query = self.filtered(self.text_query(query)?, filter);
+        let query = self.filtered(self.text_query(query), filter);
         let top = searcher.search(&query, &TopDocs::with_limit(limit.max(1)).order_by_score())?;
         top.into_iter()
             .map(|(score, address)| {
@@ -352,7 +345,7 @@ impl LexicalIndex {
             .collect()
     }
 
-    /// For each answer text, its best fragment for `query` (typos corrected) with the matched words' byte ranges
+    /// For each answer text, its best fragment for `query` (as given) with the matched words' byte ranges
     /// (the start of the text when nothing matches): tantivy's `SnippetGenerator` (the query's
     /// terms in the answer field, each weighted 1 / (1 + document frequency); fragments of at
     /// most `max_chars` bytes; the highest-scoring, the earliest on a tie) over stored tokens.
@@ -361,7 +354,7 @@ impl LexicalIndex {
         // The query's terms in the answer field: what the full query would hold there, without
         // building its other fields' clauses and fuzzy expansions.
         let mut terms = BTreeSet::new();
-        self.exact_query(&self.corrected(query)?, &[(self.fields.answer, 1.0)]).query_terms(&mut |term, _| {
+        self.exact_query(query, &[(self.fields.answer, 1.0)]).query_terms(&mut |term, _| {
             if term.field() == self.fields.answer {
                 terms.insert(term.clone());
             }

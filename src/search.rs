@@ -26,6 +26,9 @@ const CANDIDATE_DEPTH: usize = 100;
 /// at 30 as at 100; deeper questions rank by their question and answer vectors only.
 const KEY_POINT_DEPTH: usize = 30;
 const SNIPPET_CHARS: usize = 180;
+/// A typo correction this many edits long is a guess, not taken as the query when deciding
+/// whether anything matches.
+const GUESSED_CORRECTION_EDITS: u8 = 2;
 /// Two related questions closer than this are near-duplicates of each other; one is dropped.
 const NEAR_DUPLICATE_COSINE: f32 = 0.9;
 /// A neighbour whose question text is this close is the same question asked again.
@@ -244,6 +247,9 @@ pub struct SearchResults {
     pub results: Vec<SearchHit>,
     /// Set when nothing in the corpus matches the query (then `results` is empty): what to try.
     pub hint: Option<String>,
+    /// The query as it was searched when some of its words were misspellings (each replaced by
+    /// the closest word of the corpus), so a page can say "showing results for …".
+    pub corrected_query: Option<String>,
     pub took_ms: f64,
 }
 
@@ -285,9 +291,11 @@ pub struct RankingSignals {
     /// How many of the query's words the corpus has never seen (`LexicalIndex::unknown_words`;
     /// 0 in lexical mode, which decides "nothing matches" by BM25 alone).
     pub unknown_words: usize,
-    /// When the model read the query with typos corrected: the semantic side of the query as
-    /// typed, on which "nothing matches" is judged.
+    /// When a correction needed `GUESSED_CORRECTION_EDITS` edits: the semantic side of the query
+    /// as typed, on which "nothing matches" is judged.
     pub as_typed: Option<Box<RankingSignals>>,
+    /// The query with its typos corrected, as both sides read it (none when nothing was).
+    pub read_as: Option<String>,
 }
 
 impl RankingSignals {
@@ -408,15 +416,18 @@ impl Searcher<'_> {
 
     /// The rankings `mode` needs (lexical mode never touches the model or the vector store).
     fn signals(&self, query: &str, filter: &SearchFilter, mode: Mode) -> Result<RankingSignals, InternalError> {
+        // Both sides read the query with its typos corrected ("colection" matches no term, and
+        // the model places it far from "collection"), but not the words the model knows:
+        // "folder" is no typo of "older".
+        let correction = self.generation.lexical.corrected(query, &|word| self.embedder.knows_word(word))?;
+        let corrected = correction.text;
+        let read_as = (correction.edits > 0).then(|| corrected.clone());
         let lexical_search = || -> Result<Vec<(String, f32)>, InternalError> {
-            Ok(self.generation.lexical.search(query, filter, CANDIDATE_DEPTH)?.into_iter().map(|hit| (hit.question_id, hit.score)).collect())
+            Ok(self.generation.lexical.search(&corrected, filter, CANDIDATE_DEPTH)?.into_iter().map(|hit| (hit.question_id, hit.score)).collect())
         };
         if mode == Mode::Lexical {
-            return Ok(RankingSignals { lexical: lexical_search()?, ..RankingSignals::default() });
+            return Ok(RankingSignals { lexical: lexical_search()?, read_as, ..RankingSignals::default() });
         }
-        // The model reads the query with its typos corrected, as BM25 does ("colection" is far
-        // from "collection" for it), but not the words it knows: "folder" is no typo of "older".
-        let corrected = self.generation.lexical.corrected_keeping(query, &|word| self.embedder.knows_word(word))?;
         let embed = || self.query_cache.embed(self.embedder, &corrected);
         // A new query's embedding is most of a hybrid search: on an idle machine BM25 runs on a
         // spare core meanwhile instead of after it.
@@ -431,15 +442,16 @@ impl Searcher<'_> {
             _ => (Vec::new(), embed()?),
         };
         let unknown_words = self.generation.lexical.unknown_words(query)?;
-        // A correction is a guess ("pyinstaller" becomes "installer"): whether the corpus holds
-        // anything on the query is judged on the query as typed.
-        let as_typed = if corrected == query {
-            None
-        } else {
+        // A word one edit from a corpus word is a typo of it ("colection"); two edits away it may
+        // be a name the corpus never mentions ("pyinstaller" becomes "installer"), so whether
+        // the corpus holds anything on the query is then judged on the query as typed.
+        let as_typed = if correction.edits >= GUESSED_CORRECTION_EDITS {
             let vector = self.query_cache.embed(self.embedder, query)?;
             Some(Box::new(RankingSignals { unknown_words, ..self.semantic_signals(&vector, filter)? }))
+        } else {
+            None
         };
-        Ok(RankingSignals { lexical, unknown_words, as_typed, ..self.semantic_signals(&query_vector, filter)? })
+        Ok(RankingSignals { lexical, unknown_words, as_typed, read_as, ..self.semantic_signals(&query_vector, filter)? })
     }
 
     /// The semantic side's rankings of a query's embedding.
@@ -503,7 +515,7 @@ impl Searcher<'_> {
             .filter_map(|item| self.corpus.get(&item.id).map(|question| (item, question)))
             .collect();
         let answers: Vec<&str> = page.iter().map(|(_, question)| question.entry.answer.as_str()).collect();
-        let snippets = self.generation.lexical.snippets(&request.query, &answers, SNIPPET_CHARS)?;
+        let snippets = self.generation.lexical.snippets(signals.read_as.as_deref().unwrap_or(&request.query), &answers, SNIPPET_CHARS)?;
         let results = page
             .into_iter()
             .zip(snippets)
@@ -529,6 +541,7 @@ impl Searcher<'_> {
             total,
             results,
             hint: no_match.then(|| NO_MATCH_HINT.to_string()),
+            corrected_query: signals.read_as.clone(),
             took_ms: started.elapsed().as_secs_f64() * 1000.0,
         })
     }

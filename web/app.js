@@ -66,8 +66,9 @@ function renderResults(data) {
   list.replaceChildren();
   state.results = data.results;
   state.active = -1;
+  const searched = data.corrected_query ? `Showing results for "${data.corrected_query}". ` : "";
   $("status").textContent = data.results.length
-    ? `${data.total} matches, showing ${data.results.length} (${data.took_ms.toFixed(0)} ms)`
+    ? `${searched}${data.total} matches, showing ${data.results.length} (${data.took_ms.toFixed(0)} ms)`
     : data.hint || "No matching questions.";
   for (const hit of data.results) {
     const badges = element("div", { class: "badges" },

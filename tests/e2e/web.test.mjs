@@ -67,6 +67,13 @@ test("a query about nothing in the corpus says so instead of listing weak matche
   assert.equal(await page.locator("#results li").count(), 0);
 });
 
+test("a misspelt query says what it searched for", async () => {
+  await page.goto(BASE);
+  await page.fill("#q", "garbge colection");
+  await page.waitForFunction(() => /Showing results for "garbage collection"/.test(document.getElementById("status").textContent));
+  assert.equal(await page.locator("#results li").first().getAttribute("data-id"), "garbage-collection");
+});
+
 test("filters restrict the results", async () => {
   await page.goto(BASE);
   await page.waitForSelector("#topic option:nth-child(2)", { state: "attached" });

@@ -112,14 +112,24 @@ fn the_model_reads_typos_corrected_and_relevance_is_judged_as_typed() {
     let semantic = |query: &str| ids(&request(query, Mode::Semantic));
     assert_eq!(semantic("garbge colection refrence counting"), semantic("garbage collection reference counting"));
     let params = FusionParams::default();
-    let misspelt = ENGINE.ranking_signals("garbge colection refrence counting").unwrap();
-    let as_typed = misspelt.as_typed.as_deref().expect("the model read a corrected query");
-    assert!(as_typed.best_semantic(&params) < misspelt.best_semantic(&params));
-    assert_eq!(misspelt.relevance(&params), as_typed.best_semantic(&params));
+    // One edit per word: typos, taken as the query ("garbge colection" as typed is below the
+    // floor). Two edits: a guess, so relevance is judged as typed.
+    let typos = ENGINE.ranking_signals("garbge colection").unwrap();
+    assert!(typos.as_typed.is_none() && typos.relevance(&params) >= RelevanceFloor::default().any);
+    let guessed = ENGINE.ranking_signals("bundle my script with pyinstaller").unwrap();
+    let as_typed = guessed.as_typed.as_deref().expect("a two-edit correction keeps the query as typed");
+    assert!(as_typed.best_semantic(&params) < guessed.best_semantic(&params));
+    assert_eq!(guessed.relevance(&params), as_typed.best_semantic(&params));
     // Words the model knows are no typos, even where the corpus lacks them ("folder" is one
     // edit from "older").
     assert!(ENGINE.ranking_signals("delete a whole folder and everything inside it").unwrap().as_typed.is_none());
     assert!(ENGINE.ranking_signals("garbage collection reference counting").unwrap().as_typed.is_none());
+    // The response says what was searched, in every mode.
+    for mode in [Mode::Hybrid, Mode::Semantic, Mode::Lexical] {
+        let results = ENGINE.search(&request("garbge colection refrence counting", mode)).unwrap();
+        assert_eq!(results.corrected_query.as_deref(), Some("garbage collection reference counting"), "{mode:?}");
+        assert_eq!(ENGINE.search(&request("delete a whole folder", mode)).unwrap().corrected_query, None, "{mode:?}");
+    }
 }
 
 #[test]
