@@ -249,6 +249,12 @@ fn main() -> anyhow::Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&results)?);
             } else {
+                if let Some(corrected) = &results.corrected_query {
+                    println!("showing results for {corrected:?}");
+                }
+                if let Some(hint) = &results.hint {
+                    println!("{hint}");
+                }
                 println!("{:>3}  {:<8} {:>4} {:>4}  {:<34} question", "#", "score", "lex", "sem", "id");
                 for (position, hit) in results.results.iter().enumerate() {
                     let rank = |r: Option<usize>| r.map_or("-".to_string(), |r| r.to_string());
