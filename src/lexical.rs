@@ -1,7 +1,8 @@
 //! The lexical side: a tantivy index over question, answer, key points and tags with English
 //! stemming and field boosts (the analyzer lives in `text`, shared with the reviewer).
-//! BM25 finds exact vocabulary; a word no document holds is corrected to the closest word of
-//! the corpus first, so a typo scores like the word it misspells.
+//! BM25 finds exact vocabulary; `corrected` turns a word no document holds into the closest
+//! word of the corpus, so a typo scores like the word it misspells (the searcher corrects a
+//! query once, for BM25, the model and the snippets).
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -352,7 +353,7 @@ impl LexicalIndex {
     pub fn snippets(&self, query: &str, texts: &[&str], max_chars: usize) -> Result<Vec<Snippet>, InternalError> {
         let searcher = self.reader.searcher();
         // The query's terms in the answer field: what the full query would hold there, without
-        // building its other fields' clauses and fuzzy expansions.
+        // building its other fields' clauses.
         let mut terms = BTreeSet::new();
         self.exact_query(query, &[(self.fields.answer, 1.0)]).query_terms(&mut |term, _| {
             if term.field() == self.fields.answer {

@@ -313,7 +313,8 @@ impl RankingSignals {
         semantic_scores(self, params.answer_weight, params.key_point_weight).into_values().fold(0.0, f32::max)
     }
 
-    /// The best semantic score of the query as typed, by which "nothing matches" is judged.
+    /// The best semantic score by which "nothing matches" is judged: of the query as typed when
+    /// a correction was a guess (`as_typed`), else of the text searched.
     pub fn relevance(&self, params: &FusionParams) -> f32 {
         self.as_typed.as_deref().unwrap_or(self).best_semantic(params)
     }
