@@ -3,7 +3,7 @@
 //! default the committed search model (all-MiniLM-L6-v2 fine-tuned on the project's training
 //! queries, int8), or the base model setup exports. Nothing here ever downloads a model.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
@@ -152,7 +152,9 @@ impl FastEmbedder {
                     .map_err(|error| InternalError::Model(format!("cannot load the embedding model: {error}")))?,
             );
         }
-        let words = whole_words(&tokenizer_files.tokenizer_file)?;
+        // Every session holds the same tokenizer; its WordPiece vocabulary without the "##"
+        // continuation pieces is the model's whole words.
+        let words = models[0].tokenizer.get_vocab(false).into_keys().filter(|piece| !piece.starts_with("##")).collect();
         Ok(FastEmbedder {
             words,
             models: Pool::new(models),
@@ -206,21 +208,6 @@ impl Embedder for FastEmbedder {
     fn knows_word(&self, word: &str) -> bool {
         self.words.contains(word)
     }
-}
-
-/// The whole words of a WordPiece tokenizer.json's vocabulary.
-fn whole_words(tokenizer_json: &[u8]) -> Result<HashSet<String>, InternalError> {
-    #[derive(Deserialize)]
-    struct Tokenizer {
-        model: WordPiece,
-    }
-    #[derive(Deserialize)]
-    struct WordPiece {
-        vocab: HashMap<String, u32>,
-    }
-    let tokenizer: Tokenizer =
-        serde_json::from_slice(tokenizer_json).map_err(|error| InternalError::Model(format!("tokenizer.json holds no WordPiece vocabulary: {error}")))?;
-    Ok(tokenizer.model.vocab.into_keys().filter(|piece| !piece.starts_with("##")).collect())
 }
 
 /// The normalised mean of unit vectors (zero when there are none).

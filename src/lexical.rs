@@ -97,9 +97,7 @@ pub struct LexicalIndex {
 /// The words of the corpus as written (lower-cased, not stemmed), each with how often it occurs:
 /// what a typo is corrected to. Looked up as written, not stemmed: "refrence" is one edit from
 /// "reference", but its stem "refrenc" is three from "refer".
-struct Vocabulary {
-    words: tantivy_fst::Map<Vec<u8>>,
-}
+struct Vocabulary(tantivy_fst::Map<Vec<u8>>);
 
 impl Vocabulary {
     fn of(searcher: &Searcher, fields: &[Field]) -> Result<Vocabulary, InternalError> {
@@ -116,7 +114,7 @@ impl Vocabulary {
             }
         }
         let map = tantivy_fst::Map::from_iter(counts).map_err(|error| InternalError::Index(format!("vocabulary: {error}")))?;
-        Ok(Vocabulary { words: map })
+        Ok(Vocabulary(map))
     }
 
     /// The corpus word closest to `word` within `max_distance` edits, the most frequent of
@@ -125,7 +123,7 @@ impl Vocabulary {
         for distance in 1..=max_distance {
             // The automaton matches bytes; the field only names the term.
             let automaton = FuzzyTermQuery::new(Term::from_field_text(Field::from_field_id(0), word), distance, true).automaton()?;
-            let mut stream = self.words.search(automaton).into_stream();
+            let mut stream = self.0.search(automaton).into_stream();
             let mut best: Option<(Vec<u8>, u64)> = None;
             while let Some((candidate, count)) = stream.next() {
                 if best.as_ref().is_none_or(|(_, most)| count > *most) {
