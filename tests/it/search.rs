@@ -108,7 +108,7 @@ fn a_misspelt_word_scores_like_the_word_it_misspells() {
 }
 
 #[test]
-fn the_model_reads_typos_corrected_and_relevance_is_judged_as_typed() {
+fn the_model_reads_typos_corrected_and_a_guessed_correction_is_judged_as_typed() {
     let semantic = |query: &str| ids(&request(query, Mode::Semantic));
     assert_eq!(semantic("garbge colection refrence counting"), semantic("garbage collection reference counting"));
     let params = FusionParams::default();
