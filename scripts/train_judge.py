@@ -52,12 +52,24 @@ LABELS = ["entailment", "neutral", "contradiction"]
 # candidate's shorter restatement of a point a contradiction, and `askmark eval review` got worse
 # (corpus held-out Spearman 0.570 -> 0.521; see the README).
 LOOSE_KINDS = {"loose", "partial"}
+# The kinds of train/judge-concise/ (read with --concise): per key point, a candidate's concise
+# statement of all of it (entailed) and an equally short wrong belief about it (contradiction).
+# Every entailing pair of train/judge/ is about as long as its point or longer (2% are under 0.8
+# of its words), so the judge calls a correct but concise statement a contradiction. Their
+# held-out pairs are reported on their own. Not in the shipped judge: trained with them and
+# --snli, it read held-out concise pairs right more often, but `askmark eval review` got no
+# better and a correct rewording of a point still read as a contradiction (see the README).
+CONCISE_KINDS = {"concise", "concise_wrong"}
 LABEL_INDEX = {label: index for index, label in enumerate(LABELS)}
 # SemEval-2013 3-way: "incorrect" merges partially correct, irrelevant and non-domain answers,
 # which neither entail nor contradict the reference.
 ASAG_LABELS = {"correct": "entailment", "incorrect": "neutral", "contradictory": "contradiction"}
 SAF_LABELS = {"Correct": "entailment", "Partially correct": "neutral", "Incorrect": "neutral"}
 PUBLIC_TRAIN = ["asag/scientsbank_train", "asag/beetle_train", "asag/saf_en_train", "nli/sick_train"]
+# SNLI's dev split (general entailment: a shorter or more general hypothesis is entailed, one that
+# adds facts is neutral, a changed fact is a contradiction), read with --snli; its test split is
+# only ever reported.
+SNLI_TRAIN = "nli/snli_dev"
 PUBLIC_TEST = [
     "asag/scientsbank_test_ua",
     "asag/scientsbank_test_uq",
@@ -66,6 +78,7 @@ PUBLIC_TEST = [
     "asag/beetle_test_uq",
     "asag/saf_en_test_ua",
     "asag/saf_en_test_uq",
+    "nli/snli_test",
 ]
 # One question in this many (by the sha256 of its id) is held out of training besides the
 # review eval's held-out questions.
@@ -87,9 +100,16 @@ def public_pairs(data_dir, name):
     """(premise = candidate answer, hypothesis = reference, label) from one public file."""
     rows = read_jsonl_gz(Path(data_dir) / f"{name}.jsonl.gz")
     if name.startswith("nli/"):
-        return [(row["premise"], row["hypothesis"], row["label"].lower()) for row in rows]
+        return [(detokenise(row["premise"]), detokenise(row["hypothesis"]), row["label"].lower()) for row in rows]
     mapping = SAF_LABELS if "saf_en" in name else ASAG_LABELS
     return [(row["answer"], row["reference"], mapping[row["label"]]) for row in rows]
+
+
+def detokenise(text):
+    """SNLI's SentEval copy is tokenised ("packages . "); candidates write "packages."."""
+    for mark in (".", ",", "!", "?", ";", ":", "'s", "n't"):
+        text = text.replace(f" {mark}", mark)
+    return text.strip()
 
 
 def review_held_out_questions():
@@ -103,15 +123,15 @@ def review_held_out_questions():
     return {question for position, question in enumerate(order) if position % 4 == 3}
 
 
-def domain_pairs(rng, loose):
+def domain_pairs(rng, loose, concise):
     """askmark's own pairs, split by question: (train, held out, the restatement and vague pairs
     for training, the same held out by name, file hashes)."""
     held_out_review = review_held_out_questions()
     rows, files = jsonl_folder(ROOT / "train/judge", ROOT)
-    if loose:
-        loose_rows, loose_files = jsonl_folder(ROOT / "train/judge-loose", ROOT)
-        rows += loose_rows
-        files.update(loose_files)
+    for folder in ["train/judge-loose"] * loose + ["train/judge-concise"] * concise:
+        more_rows, more_files = jsonl_folder(ROOT / folder, ROOT)
+        rows += more_rows
+        files.update(more_files)
     vague, vague_files = jsonl_folder(ROOT / "train/vague", ROOT)
     files.update(vague_files)
 
@@ -119,17 +139,22 @@ def domain_pairs(rng, loose):
         by_hash = int(hashlib.sha256(question.encode()).hexdigest(), 16) % DOMAIN_HOLD_OUT_MODULUS == 0
         return question in held_out_review or by_hash
 
-    train, held_out, held_out_loose = [], [], []
+    train, held_out, held_out_loose, held_out_concise = [], [], [], []
     for row in rows:
         pair = (row["text"], row["key_point"], row["label"], row["question_id"])
         if not is_held_out(row["question_id"]):
             train.append(pair)
+        elif row["kind"] in LOOSE_KINDS:
+            held_out_loose.append(pair)
+        elif row["kind"] in CONCISE_KINDS:
+            held_out_concise.append(pair)
         else:
-            (held_out_loose if row["kind"] in LOOSE_KINDS else held_out).append(pair)
+            held_out.append(pair)
     extra = {"restatements": restatement_pairs(rows, rng), "vague": vague_pairs(rows, vague, rng)}
     extra_train = [pair for pairs in extra.values() for pair in pairs if not is_held_out(pair[3])]
     held_out_extra = {name: [pair for pair in pairs if is_held_out(pair[3])] for name, pairs in extra.items()}
     held_out_extra["loose"] = held_out_loose
+    held_out_extra["concise"] = held_out_concise
     return train, held_out, extra_train, held_out_extra, files
 
 
@@ -338,6 +363,10 @@ def evaluate(model, tokenizer, data_dir, domain_held_out, held_out_extra, max_le
         for name, pairs in sets:
             gold = [label for _, _, label, _ in pairs]
             results[name] = report(f"askmark {name.replace('_', ' ')}", gold, predict(model, tokenizer, pairs, max_length))
+    # Candidates' natural wordings of key points (correct, partial, wrong), never trained on.
+    probes = [json.loads(line) for line in (ROOT / "eval/judge-probes.jsonl").read_text().splitlines() if line.strip()]
+    probe_pairs = [(row["text"], row["key_point"], row["label"]) for row in probes]
+    results["natural_probes"] = report("askmark natural probes", [row["label"] for row in probes], predict(model, tokenizer, probe_pairs, max_length))
     for name in PUBLIC_TEST:
         pairs = public_pairs(data_dir, name)
         results[name] = report(name, [label for *_, label in pairs], predict(model, tokenizer, pairs, max_length))
@@ -389,6 +418,8 @@ def main():
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--loose", action="store_true", help="also train on train/judge-loose/ (not in the shipped judge)")
+    parser.add_argument("--concise", action="store_true", help="also train on train/judge-concise/")
+    parser.add_argument("--snli", action="store_true", help="also train on SNLI's dev split (its test split is reported either way)")
     parser.add_argument("--layers", type=int, default=6, help="encoder layers of the base to keep (evenly spaced, the last one kept)")
     args = parser.parse_args()
 
@@ -406,13 +437,13 @@ def main():
 
     public = []
     data_files = {}
-    for name in PUBLIC_TRAIN:
+    for name in PUBLIC_TRAIN + [SNLI_TRAIN] * args.snli:
         data_files[name] = sha256_file(Path(args.data) / f"{name}.jsonl.gz")
         public += public_pairs(args.data, name)
     rng.shuffle(public)
     if args.public_limit:
         public = public[: args.public_limit]
-    domain_train, domain_held_out, extra_train, held_out_extra, domain_files = domain_pairs(rng, args.loose)
+    domain_train, domain_held_out, extra_train, held_out_extra, domain_files = domain_pairs(rng, args.loose, args.concise)
     data_files.update(domain_files)
     domain_train += composite_pairs(domain_train, rng) + extra_train
     train = [p[:3] for p in public] + [p[:3] for p in domain_train] * args.domain_repeat
@@ -484,7 +515,8 @@ def main():
             "SAF English v2.0": "MIT, github.com/SebOchs/SAF",
             "SICK": "as distributed (usually CC BY-NC-SA 3.0), via the SentEval copy in github.com/yan-soares/research_embeddings_fine_tuning",
             "train/judge, train/vague": "askmark's own pairs and vague answers, MIT",
-        },
+        }
+        | ({"SNLI 1.0 (dev split)": "CC BY-SA 4.0, via the same SentEval copy"} if args.snli else {}),
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     print(f"wrote {onnx_path} ({onnx_path.stat().st_size / 1e6:.1f} MB) and {out / 'manifest.json'}")
