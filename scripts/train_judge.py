@@ -17,8 +17,8 @@ encoder is fine-tuned on:
 The trained encoder is written as ONNX by the same node-by-node exporter as the sentence model
 (scripts/export_minilm_onnx.py), quantised to int8 with ONNX Runtime's dynamic quantisation, and
 checked against the torch model before it is put in place. The script prints the report that goes
-into models/judge/manifest.json: domain held-out and the public test splits, never a split that
-was trained on.
+into models/judge/manifest.json: domain held-out, the natural wordings of eval/judge-probes.jsonl and
+the public test splits (SNLI's among them), never a split that was trained on.
 """
 
 import argparse
