@@ -60,6 +60,11 @@ LOOSE_KINDS = {"loose", "partial"}
 # --snli, it read held-out concise pairs right more often, but `askmark eval review` got no
 # better and a correct rewording of a point still read as a contradiction (see the README).
 CONCISE_KINDS = {"concise", "concise_wrong"}
+# The kinds of train/judge-minimal/ (read with --minimal): per key point, one sentence in a
+# candidate's words stating it (entailed) and the same sentence with one to three words changed so
+# that one fact is false (contradiction): overlap, length and style carry no label, only the fact.
+# Their held-out pairs are reported on their own.
+MINIMAL_KINDS = {"minimal_true", "minimal_flipped"}
 LABEL_INDEX = {label: index for index, label in enumerate(LABELS)}
 # SemEval-2013 3-way: "incorrect" merges partially correct, irrelevant and non-domain answers,
 # which neither entail nor contradict the reference.
@@ -123,12 +128,12 @@ def review_held_out_questions():
     return {question for position, question in enumerate(order) if position % 4 == 3}
 
 
-def domain_pairs(rng, loose, concise):
+def domain_pairs(rng, loose, concise, minimal):
     """askmark's own pairs, split by question: (train, held out, the restatement and vague pairs
     for training, the same held out by name, file hashes)."""
     held_out_review = review_held_out_questions()
     rows, files = jsonl_folder(ROOT / "train/judge", ROOT)
-    for folder in ["train/judge-loose"] * loose + ["train/judge-concise"] * concise:
+    for folder in ["train/judge-loose"] * loose + ["train/judge-concise"] * concise + ["train/judge-minimal"] * minimal:
         more_rows, more_files = jsonl_folder(ROOT / folder, ROOT)
         rows += more_rows
         files.update(more_files)
@@ -139,22 +144,21 @@ def domain_pairs(rng, loose, concise):
         by_hash = int(hashlib.sha256(question.encode()).hexdigest(), 16) % DOMAIN_HOLD_OUT_MODULUS == 0
         return question in held_out_review or by_hash
 
-    train, held_out, held_out_loose, held_out_concise = [], [], [], []
+    train, held_out = [], []
+    held_out_by_kind = {"loose": [], "concise": [], "minimal": []}
+    kind_set = {kind: "loose" for kind in LOOSE_KINDS} | {kind: "concise" for kind in CONCISE_KINDS} | {kind: "minimal" for kind in MINIMAL_KINDS}
     for row in rows:
         pair = (row["text"], row["key_point"], row["label"], row["question_id"])
         if not is_held_out(row["question_id"]):
             train.append(pair)
-        elif row["kind"] in LOOSE_KINDS:
-            held_out_loose.append(pair)
-        elif row["kind"] in CONCISE_KINDS:
-            held_out_concise.append(pair)
+        elif row["kind"] in kind_set:
+            held_out_by_kind[kind_set[row["kind"]]].append(pair)
         else:
             held_out.append(pair)
     extra = {"restatements": restatement_pairs(rows, rng), "vague": vague_pairs(rows, vague, rng)}
     extra_train = [pair for pairs in extra.values() for pair in pairs if not is_held_out(pair[3])]
     held_out_extra = {name: [pair for pair in pairs if is_held_out(pair[3])] for name, pairs in extra.items()}
-    held_out_extra["loose"] = held_out_loose
-    held_out_extra["concise"] = held_out_concise
+    held_out_extra.update(held_out_by_kind)
     return train, held_out, extra_train, held_out_extra, files
 
 
@@ -419,6 +423,7 @@ def main():
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--loose", action="store_true", help="also train on train/judge-loose/ (not in the shipped judge)")
     parser.add_argument("--concise", action="store_true", help="also train on train/judge-concise/")
+    parser.add_argument("--minimal", action="store_true", help="also train on train/judge-minimal/")
     parser.add_argument("--snli", action="store_true", help="also train on SNLI's dev split (its test split is reported either way)")
     parser.add_argument("--layers", type=int, default=6, help="encoder layers of the base to keep (evenly spaced, the last one kept)")
     args = parser.parse_args()
@@ -443,7 +448,7 @@ def main():
     rng.shuffle(public)
     if args.public_limit:
         public = public[: args.public_limit]
-    domain_train, domain_held_out, extra_train, held_out_extra, domain_files = domain_pairs(rng, args.loose, args.concise)
+    domain_train, domain_held_out, extra_train, held_out_extra, domain_files = domain_pairs(rng, args.loose, args.concise, args.minimal)
     data_files.update(domain_files)
     domain_train += composite_pairs(domain_train, rng) + extra_train
     train = [p[:3] for p in public] + [p[:3] for p in domain_train] * args.domain_repeat
