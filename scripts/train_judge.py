@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from minilm_torch import MiniLM  # noqa: E402
-from training_data import jsonl_folder, sha256_file  # noqa: E402
+from training_data import jsonl_folder, read_jsonl, sha256_file  # noqa: E402
 
 LABELS = ["entailment", "neutral", "contradiction"]
 # The kinds of train/judge-loose/ (read with --loose): a point said loosely in a candidate's words
@@ -65,6 +65,13 @@ CONCISE_KINDS = {"concise", "concise_wrong"}
 # that one fact is false (contradiction): overlap, length and style carry no label, only the fact.
 # Their held-out pairs are reported on their own.
 MINIMAL_KINDS = {"minimal_true", "minimal_flipped"}
+# The optional folders of our own pairs, by the flag that reads them: folder and kinds (their
+# held-out pairs are reported under the flag's name).
+EXTRA_PAIRS = {
+    "loose": ("train/judge-loose", LOOSE_KINDS),
+    "concise": ("train/judge-concise", CONCISE_KINDS),
+    "minimal": ("train/judge-minimal", MINIMAL_KINDS),
+}
 LABEL_INDEX = {label: index for index, label in enumerate(LABELS)}
 # SemEval-2013 3-way: "incorrect" merges partially correct, irrelevant and non-domain answers,
 # which neither entail nor contradict the reference.
@@ -128,13 +135,14 @@ def review_held_out_questions():
     return {question for position, question in enumerate(order) if position % 4 == 3}
 
 
-def domain_pairs(rng, loose, concise, minimal):
-    """askmark's own pairs, split by question: (train, held out, the restatement and vague pairs
-    for training, the same held out by name, file hashes)."""
+def domain_pairs(rng, extras):
+    """askmark's own pairs with those of the `extras` (names of EXTRA_PAIRS), split by question:
+    (train, held out, the restatement and vague pairs for training, the same held out by name,
+    file hashes)."""
     held_out_review = review_held_out_questions()
     rows, files = jsonl_folder(ROOT / "train/judge", ROOT)
-    for folder in ["train/judge-loose"] * loose + ["train/judge-concise"] * concise + ["train/judge-minimal"] * minimal:
-        more_rows, more_files = jsonl_folder(ROOT / folder, ROOT)
+    for name in extras:
+        more_rows, more_files = jsonl_folder(ROOT / EXTRA_PAIRS[name][0], ROOT)
         rows += more_rows
         files.update(more_files)
     vague, vague_files = jsonl_folder(ROOT / "train/vague", ROOT)
@@ -145,20 +153,20 @@ def domain_pairs(rng, loose, concise, minimal):
         return question in held_out_review or by_hash
 
     train, held_out = [], []
-    held_out_by_kind = {"loose": [], "concise": [], "minimal": []}
-    kind_set = {kind: "loose" for kind in LOOSE_KINDS} | {kind: "concise" for kind in CONCISE_KINDS} | {kind: "minimal" for kind in MINIMAL_KINDS}
+    held_out_by_extra = {name: [] for name in EXTRA_PAIRS}
+    extra_of_kind = {kind: name for name, (_, kinds) in EXTRA_PAIRS.items() for kind in kinds}
     for row in rows:
         pair = (row["text"], row["key_point"], row["label"], row["question_id"])
         if not is_held_out(row["question_id"]):
             train.append(pair)
-        elif row["kind"] in kind_set:
-            held_out_by_kind[kind_set[row["kind"]]].append(pair)
+        elif row["kind"] in extra_of_kind:
+            held_out_by_extra[extra_of_kind[row["kind"]]].append(pair)
         else:
             held_out.append(pair)
     extra = {"restatements": restatement_pairs(rows, rng), "vague": vague_pairs(rows, vague, rng)}
     extra_train = [pair for pairs in extra.values() for pair in pairs if not is_held_out(pair[3])]
     held_out_extra = {name: [pair for pair in pairs if is_held_out(pair[3])] for name, pairs in extra.items()}
-    held_out_extra.update(held_out_by_kind)
+    held_out_extra.update(held_out_by_extra)
     return train, held_out, extra_train, held_out_extra, files
 
 
@@ -368,7 +376,7 @@ def evaluate(model, tokenizer, data_dir, domain_held_out, held_out_extra, max_le
             gold = [label for _, _, label, _ in pairs]
             results[name] = report(f"askmark {name.replace('_', ' ')}", gold, predict(model, tokenizer, pairs, max_length))
     # Candidates' natural wordings of key points (correct, partial, wrong), never trained on.
-    probes = [json.loads(line) for line in (ROOT / "eval/judge-probes.jsonl").read_text().splitlines() if line.strip()]
+    probes = read_jsonl(ROOT / "eval/judge-probes.jsonl")
     probe_pairs = [(row["text"], row["key_point"], row["label"]) for row in probes]
     results["natural_probes"] = report("askmark natural probes", [row["label"] for row in probes], predict(model, tokenizer, probe_pairs, max_length))
     for name in PUBLIC_TEST:
@@ -448,7 +456,7 @@ def main():
     rng.shuffle(public)
     if args.public_limit:
         public = public[: args.public_limit]
-    domain_train, domain_held_out, extra_train, held_out_extra, domain_files = domain_pairs(rng, args.loose, args.concise, args.minimal)
+    domain_train, domain_held_out, extra_train, held_out_extra, domain_files = domain_pairs(rng, [name for name in EXTRA_PAIRS if getattr(args, name)])
     data_files.update(domain_files)
     domain_train += composite_pairs(domain_train, rng) + extra_train
     train = [p[:3] for p in public] + [p[:3] for p in domain_train] * args.domain_repeat

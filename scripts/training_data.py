@@ -10,11 +10,16 @@ def sha256_file(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def read_jsonl(path):
+    """Every row of a jsonl file, blank lines skipped."""
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
 def jsonl_folder(folder, root):
-    """(rows, files): every row of folder/*.jsonl in file order (blank lines skipped), and each
-    file's sha256 by its path relative to root."""
+    """(rows, files): every row of folder/*.jsonl in file order, and each file's sha256 by its
+    path relative to root."""
     rows, files = [], {}
     for path in sorted(Path(folder).glob("*.jsonl")):
         files[str(path.relative_to(root))] = sha256_file(path)
-        rows += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        rows += read_jsonl(path)
     return rows, files
